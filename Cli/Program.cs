@@ -1,3 +1,5 @@
+using ModelGen.Checkpoints;
+using Spectre.Console;
 using Spectre.Console.Cli;
 
 namespace ModelGen.Cli;
@@ -5,14 +7,41 @@ namespace ModelGen.Cli;
 /// <summary>Entry point of the <c>modelgen</c> command.</summary>
 public static class Program
 {
-    /// <summary>Runs one verb; exit code 0 success, 1 check failed, 2 bad input.</summary>
+    /// <summary>Exit code for bad input (a file, field or value that cannot be used).</summary>
+    public const int BadInput = 2;
+
+    /// <summary>Runs one verb. Exit codes: 0 success, 1 a check failed, 2 bad input.</summary>
     public static int Main(string[] args)
     {
         var app = new CommandApp();
         app.Configure(config =>
         {
             config.SetApplicationName("modelgen");
+            config.AddCommand<ParityCommand>("parity")
+                .WithDescription("Run a checkpoint on its reference inputs and compare logits with transformers'.")
+                .WithExample("parity", "tests/fixtures/hf/llama")
+                .WithExample("parity", "tests/fixtures/hf/llama_anchor_packed", "--mask", "anchor", "--documents", "1,20,41");
+            config.AddCommand<InspectCommand>("inspect")
+                .WithDescription("Print the bound configuration and parameter count of a checkpoint folder.")
+                .WithExample("inspect", "tests/fixtures/hf/qwen2");
+            config.SetExceptionHandler((exception, _) => ReportError(exception));
         });
         return app.Run(args);
+    }
+
+    /// <summary>Prints an error the user can act on and returns its exit code.</summary>
+    internal static int ReportError(Exception exception)
+    {
+        var e = exception is CommandRuntimeException { InnerException: { } inner } ? inner : exception;
+        string message = e switch
+        {
+            ModelConfigException or CheckpointException or InvalidDataException or FileNotFoundException
+                or DirectoryNotFoundException or ArgumentException or CommandAppException => e.Message,
+            _ => $"{e.GetType().Name}: {e.Message}",
+        };
+        Console.Error.WriteLine($"error: {message}");
+        return e is ModelConfigException or CheckpointException or InvalidDataException or FileNotFoundException
+            or DirectoryNotFoundException or ArgumentException or CommandAppException or IOException
+            ? BadInput : 3;
     }
 }

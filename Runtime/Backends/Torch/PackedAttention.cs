@@ -1,0 +1,122 @@
+using ModelGen.Masks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ModelGen.Backends.Torch;
+
+/// <summary>
+/// Attention over packed windows on TorchSharp whose cost follows the mask: intra-document and anchor masks run
+/// one causal attention per document (the anchor prepended to each document's keys, so "attend the anchor or
+/// your own document, causally" is a plain causal attention over [anchor; document]). No L×L mask is built;
+/// work is Σ over documents of len², not L².
+/// </summary>
+public static class PackedAttention
+{
+    /// <summary>Largest query block of the sliding-window path; keys span block + window.</summary>
+    private const int WindowBlock = 256;
+
+    /// <summary>
+    /// q [B, Hq, S, D], k and v [B, Hkv, S, D] (Hkv divides Hq; rotary already applied). Returns [B, Hq, S, D].
+    /// </summary>
+    public static Tensor Forward(Tensor q, Tensor k, Tensor v, AttentionInputs inputs)
+    {
+        long hq = q.shape[1], hkv = k.shape[1];
+        if (hq % hkv != 0) throw new ArgumentException($"{hkv} key/value heads do not divide {hq} query heads");
+        if (hq != hkv)
+        {
+            // HF's repeat_kv: query head h reads kv head h / group.
+            k = k.repeat_interleave(hq / hkv, dim: 1);
+            v = v.repeat_interleave(hq / hkv, dim: 1);
+        }
+
+        if (inputs.AdditiveMask is { } additive)
+            return nn.functional.scaled_dot_product_attention(q, k, v, additive.to(q.dtype));
+
+        var mask = inputs.Mask;
+        if (inputs.Layouts is null || mask.Kind == MaskKind.Causal)
+        {
+            if (mask.SlidingWindow is null) return nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+            long s = q.shape[2];
+            return Blockwise(q, k, v, DocumentLayout.Single((int)s), mask);
+        }
+
+        // Rows that share a layout (the usual case: one packing per batch, or equal packings) run together.
+        long batch = q.shape[0];
+        if (inputs.Layouts.Count != batch)
+            throw new ArgumentException($"{inputs.Layouts.Count} layouts for a batch of {batch} rows");
+        var outputs = new Tensor[batch];
+        var done = new bool[batch];
+        for (int b = 0; b < batch; b++)
+        {
+            if (done[b]) continue;
+            var rows = new List<long>();
+            for (int r = b; r < batch; r++)
+                if (!done[r] && inputs.Layouts[r].Equals(inputs.Layouts[b])) { rows.Add(r); done[r] = true; }
+            using var index = tensor(rows.ToArray());
+            var result = ForLayout(q.index_select(0, index), k.index_select(0, index), v.index_select(0, index), inputs.Layouts[b], mask);
+            for (int i = 0; i < rows.Count; i++) outputs[rows[i]] = result[i].unsqueeze(0);
+        }
+        return cat(outputs, 0);
+    }
+
+    private static Tensor ForLayout(Tensor q, Tensor k, Tensor v, DocumentLayout layout, AttentionMask mask)
+    {
+        if (mask.SlidingWindow is not null) return Blockwise(q, k, v, layout, mask);
+        int a = layout.AnchorLength;
+        var parts = new List<Tensor>(layout.Documents.Count);
+        foreach (var doc in layout.Documents)
+        {
+            bool withAnchor = mask.Kind == MaskKind.Anchor && doc.Id != 0 && a > 0;
+            if (!withAnchor)
+            {
+                var slice = TensorIndex.Slice(doc.Start, doc.End);
+                parts.Add(Causal(q[.., .., slice], k[.., .., slice], v[.., .., slice]));
+                continue;
+            }
+            // Causal attention over [anchor; document]: document query i sees the whole anchor and document keys
+            // ≤ i — exactly the anchor mask. The anchor's own rows are computed by its own span, so drop them.
+            var anchor = TensorIndex.Slice(0, a);
+            var own = TensorIndex.Slice(doc.Start, doc.End);
+            var qq = cat([q[.., .., anchor], q[.., .., own]], 2);
+            var kk = cat([k[.., .., anchor], k[.., .., own]], 2);
+            var vv = cat([v[.., .., anchor], v[.., .., own]], 2);
+            parts.Add(Causal(qq, kk, vv)[.., .., TensorIndex.Slice(a, null)]);
+        }
+        return parts.Count == 1 ? parts[0] : cat(parts, 2);
+    }
+
+    private static Tensor Causal(Tensor q, Tensor k, Tensor v) =>
+        nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+
+    /// <summary>
+    /// Sliding-window (optionally with documents/anchor) attention in query blocks: each block sees only the keys
+    /// its window and documents can reach, with a block-sized boolean mask from the element predicate.
+    /// </summary>
+    private static Tensor Blockwise(Tensor q, Tensor k, Tensor v, DocumentLayout layout, AttentionMask mask)
+    {
+        int s = layout.Length;
+        int window = mask.SlidingWindow ?? s;
+        int a = mask.Kind == MaskKind.Anchor ? layout.AnchorLength : 0;
+        var parts = new List<Tensor>();
+        for (int qs = 0; qs < s; qs += WindowBlock)
+        {
+            int qe = Math.Min(s, qs + WindowBlock);
+            int ks = Math.Max(0, qs - window + 1);
+            if (mask.Kind != MaskKind.Causal) ks = Math.Max(ks, layout.DocumentOf(qs).Start);
+            // Anchor keys before the block's key range are reachable only if the window allows them.
+            int anchorKeys = Math.Min(a, ks);
+            var keyIndex = new List<long>(anchorKeys + qe - ks);
+            for (int t = 0; t < anchorKeys; t++) keyIndex.Add(t);
+            for (int t = ks; t < qe; t++) keyIndex.Add(t);
+            var allowed = new bool[(qe - qs) * keyIndex.Count];
+            for (int i = qs; i < qe; i++)
+                for (int j = 0; j < keyIndex.Count; j++)
+                    allowed[(i - qs) * keyIndex.Count + j] = mask.Allows(layout, i, (int)keyIndex[j]);
+            using var keys = tensor(keyIndex.ToArray());
+            using var m = tensor(allowed, [qe - qs, keyIndex.Count]);
+            var qb = q[.., .., TensorIndex.Slice(qs, qe)];
+            parts.Add(nn.functional.scaled_dot_product_attention(qb, k.index_select(2, keys), v.index_select(2, keys), m));
+        }
+        return parts.Count == 1 ? parts[0] : cat(parts, 2);
+    }
+}

@@ -1,0 +1,105 @@
+using ModelGen.Backends.Torch;
+using ModelGen.Checkpoints;
+using ModelGen.Masks;
+using static TorchSharp.torch;
+
+namespace ModelGen.Parity;
+
+/// <summary>How <see cref="ParityCheck"/> builds attention for the reference inputs.</summary>
+public sealed record ParityOptions
+{
+    /// <summary>Largest max-abs logit error that passes.</summary>
+    public double Tolerance { get; init; } = 1e-4;
+    /// <summary>
+    /// When set, attention comes from a <see cref="DocumentLayout"/> and this mask instead of the file's 4D mask,
+    /// and positions from the layout.
+    /// </summary>
+    public MaskKind? Mask { get; init; }
+    /// <summary>Document start tokens for <see cref="Mask"/> (after an anchor at token 0 for the anchor mask,
+    /// else after token 0 as its own document); null = read <c>document_ids</c> from the expected file.</summary>
+    public IReadOnlyList<int>? DocumentStarts { get; init; }
+}
+
+/// <summary>Result of one parity run.</summary>
+public sealed record ParityResult(ModelConfig Config, string AttentionSource, double MaxAbsError, double Tolerance, long[] LogitsShape)
+{
+    /// <summary>Whether the error is within tolerance.</summary>
+    public bool Passed => MaxAbsError <= Tolerance;
+}
+
+/// <summary>
+/// Runs a checkpoint folder's model on the reference inputs of its <c>expected.safetensors</c> and compares logits
+/// (layout in tests/fixtures/hf/README.md: input_ids, optional position_ids and additive 4D attention_mask, logits,
+/// optional document_ids).
+/// </summary>
+public static class ParityCheck
+{
+    /// <summary>Runs the check on the TorchSharp backend.</summary>
+    public static ParityResult Run(string directory, IEnumerable<ModelDeclaration> catalog, ParityOptions options)
+    {
+        string expectedPath = Path.Combine(directory, "expected.safetensors");
+        if (!File.Exists(expectedPath)) throw new FileNotFoundException($"{expectedPath}: no expected.safetensors in the folder", expectedPath);
+        var (config, model) = PretrainedModel.Load(directory, catalog);
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        using var expected = SafeTensorsFile.Open(expectedPath);
+
+        var ids = Required(expected, expectedPath, "input_ids");
+        if (ids.ndim != 2) throw new CheckpointException(expectedPath, "input_ids", $"must be [batch, seq], got [{string.Join(", ", ids.shape)}]");
+        ids = ids.to(ScalarType.Int64);
+        long batch = ids.shape[0], seq = ids.shape[1];
+        var reference = Required(expected, expectedPath, "logits").to(ScalarType.Float32);
+        long[] want = [batch, seq, config.Vocab];
+        if (!reference.shape.SequenceEqual(want))
+            throw new CheckpointException(expectedPath, "logits", $"has shape [{string.Join(", ", reference.shape)}] but input_ids and vocab_size give [{string.Join(", ", want)}]");
+        long maxId = ids.max().item<long>(), minId = ids.min().item<long>();
+        if (minId < 0 || maxId >= config.Vocab)
+            throw new CheckpointException(expectedPath, "input_ids", $"holds token ids in [{minId}, {maxId}] outside the vocabulary of {config.Vocab}");
+
+        var (attention, source) = BuildAttention(expected, expectedPath, options, config, batch, seq);
+        var logits = model.forward(ids, attention);
+        double err = (logits - reference).abs().max().item<float>();
+        return new ParityResult(config, source, err, options.Tolerance, logits.shape);
+    }
+
+    private static (AttentionInputs, string) BuildAttention(SafeTensorsFile expected, string path, ParityOptions options, ModelConfig config, long batch, long seq)
+    {
+        if (options.Mask is { } kind)
+        {
+            DocumentLayout layout;
+            if (options.DocumentStarts is { } starts)
+            {
+                // Tokens before the first start form document 0: the shared anchor under the anchor mask, an
+                // ordinary document under the intra-document masks (as in the llama_intradoc_reset fixture).
+                if (starts.Count == 0) throw new ArgumentException("--documents needs at least one document start");
+                layout = DocumentLayout.FromStarts((int)seq, starts[0], starts);
+            }
+            else
+            {
+                if (!expected.Tensors.ContainsKey("document_ids"))
+                    throw new CheckpointException(path, "document_ids", "is needed for --mask without --documents, but the file has none");
+                layout = DocumentLayout.FromDocumentIds(expected.ReadInt64("document_ids"));
+                if (layout.Length != seq) throw new CheckpointException(path, "document_ids", $"covers {layout.Length} tokens but input_ids has {seq}");
+            }
+            var mask = new AttentionMask(kind, config.SlidingWindow);
+            return (AttentionInputs.Packed(Enumerable.Repeat(layout, (int)batch).ToArray(), mask), $"{kind} mask from layout {layout}");
+        }
+        Tensor positions = expected.Tensors.ContainsKey("position_ids")
+            ? expected.ToTensor("position_ids").to(ScalarType.Int64)
+            : arange(seq, dtype: ScalarType.Int64).unsqueeze(0).expand(batch, seq).contiguous();
+        if (!positions.shape.SequenceEqual(new[] { batch, seq }))
+            throw new CheckpointException(path, "position_ids", $"has shape [{string.Join(", ", positions.shape)}] but input_ids is [{batch}, {seq}]");
+        if (expected.Tensors.ContainsKey("attention_mask"))
+        {
+            var m = expected.ToTensor("attention_mask").to(ScalarType.Float32);
+            if (!m.shape.SequenceEqual(new[] { batch, 1, seq, seq }))
+                throw new CheckpointException(path, "attention_mask", $"must be additive [{batch}, 1, {seq}, {seq}], got [{string.Join(", ", m.shape)}]");
+            return (AttentionInputs.FromAdditiveMask(m, positions), "4D attention_mask from the file");
+        }
+        return (AttentionInputs.Causal(positions, config.SlidingWindow),
+            config.SlidingWindow is { } w ? $"causal, sliding window {w}" : "causal");
+    }
+
+    private static Tensor Required(SafeTensorsFile file, string path, string name) =>
+        file.Tensors.ContainsKey(name) ? file.ToTensor(name) : throw new CheckpointException(path, name, "is required but missing");
+}
