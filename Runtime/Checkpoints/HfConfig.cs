@@ -30,6 +30,78 @@ public static class HfConfig
         return Bind(new Reader(configJsonPath, root), declared, requireDeclaredSizes);
     }
 
+    /// <summary>
+    /// Writes a transformers-loadable <c>config.json</c> for <paramref name="config"/> (transformers ≥ 5 style,
+    /// with a top-level <c>rope_theta</c> too for older readers), atomically.
+    /// </summary>
+    public static void Write(ModelConfig config, string path)
+    {
+        var rope = new JsonObject { ["rope_type"] = RopeNames.ToHf(config.Rope.Scaling), ["rope_theta"] = config.Rope.Theta };
+        var r = config.Rope;
+        if (r.Factor > 0) rope["factor"] = r.Factor;
+        if (r.Scaling is RopeScaling.Llama3 or RopeScaling.Yarn or RopeScaling.LongRope && r.OriginalContext > 0)
+            rope["original_max_position_embeddings"] = r.OriginalContext;
+        if (r.Scaling == RopeScaling.Llama3) { rope["low_freq_factor"] = r.LowFreqFactor; rope["high_freq_factor"] = r.HighFreqFactor; }
+        if (r.Scaling == RopeScaling.Yarn)
+        {
+            if (r.BetaFast > 0) rope["beta_fast"] = r.BetaFast;
+            if (r.BetaSlow > 0) rope["beta_slow"] = r.BetaSlow;
+            if (!r.Truncate) rope["truncate"] = false;
+            if (r.Mscale > 0) rope["mscale"] = r.Mscale;
+            if (r.MscaleAllDim > 0) rope["mscale_all_dim"] = r.MscaleAllDim;
+        }
+        if (r.AttentionFactor > 0) rope["attention_factor"] = r.AttentionFactor;
+        if (r.ShortFactor is not null) rope["short_factor"] = new JsonArray(r.ShortFactor.Select(v => (JsonNode)v).ToArray());
+        if (r.LongFactor is not null) rope["long_factor"] = new JsonArray(r.LongFactor.Select(v => (JsonNode)v).ToArray());
+        if (r.PartialRotaryFactor != 1.0) rope["partial_rotary_factor"] = r.PartialRotaryFactor;
+
+        string architecture = config.Family switch
+        {
+            "llama" => "LlamaForCausalLM",
+            "mistral" => "MistralForCausalLM",
+            "qwen2" => "Qwen2ForCausalLM",
+            _ => throw new ArgumentException($"no HF architecture known for model_type '{config.Family}'"),
+        };
+        var json = new JsonObject
+        {
+            ["architectures"] = new JsonArray(architecture),
+            ["model_type"] = config.Family,
+            ["vocab_size"] = config.Vocab,
+            ["hidden_size"] = config.Hidden,
+            ["intermediate_size"] = config.Intermediate,
+            ["num_hidden_layers"] = config.Layers,
+            ["num_attention_heads"] = config.Heads,
+            ["num_key_value_heads"] = config.KvHeads,
+            ["head_dim"] = config.HeadDim,
+            ["hidden_act"] = "silu",
+            ["max_position_embeddings"] = config.MaxPositions,
+            ["rms_norm_eps"] = config.RmsNormEps,
+            ["tie_word_embeddings"] = config.TiedEmbeddings,
+            ["rope_theta"] = config.Rope.Theta,
+            ["rope_parameters"] = rope,
+            ["bos_token_id"] = config.BosTokenId,
+            ["eos_token_id"] = config.EosTokenId,
+            ["torch_dtype"] = "float32",
+        };
+        switch (config.Family)
+        {
+            case "llama":
+                if (config.QkvBias != config.OutputBias)
+                    throw new ArgumentException("llama's attention_bias covers q, k, v and o together; QkvBias and OutputBias must agree");
+                json["attention_bias"] = config.QkvBias;
+                json["mlp_bias"] = config.MlpBias;
+                break;
+            case "mistral":
+                json["sliding_window"] = config.SlidingWindow;
+                break;
+            case "qwen2":
+                json["use_sliding_window"] = false;
+                json["sliding_window"] = null;
+                break;
+        }
+        AtomicFile.WriteText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
     private static ModelConfig Bind(Reader r, ModelConfig declared, bool requireSizes)
     {
         string modelType = r.RequiredString("model_type");
