@@ -6,7 +6,8 @@ namespace ModelGen.Rope;
 /// <summary>
 /// The inverse frequencies and the cos/sin scale of one RoPE configuration, computed as transformers 5
 /// (<c>modeling_rope_utils.py</c>) computes them: each variant's formula is replayed with the same torch
-/// operations in the same order and dtypes, so the fp32 results match HF's buffers bit for bit on CPU.
+/// operations in the same order and dtypes, so that the fp32 results run through the same ATen kernels as HF's
+/// buffers. (Bit equality with HF is the intent; no HF-generated RoPE buffer checks it yet.)
 /// </summary>
 /// <remarks>
 /// Which context length counts as "original" differs per variant, as in HF:
