@@ -1,49 +1,60 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ModelGen.Rope;
 
 /// <summary>
-/// Applies RoPE to queries and keys: x·cos + rotate_half(x)·sin on the first rotary_dim dims of each head (the
-/// rest pass through, as in partial-rotary models). The precision of the rotation is the caller's choice.
+/// Rotates queries and keys by RoPE, as HF's <c>apply_rotary_pos_emb</c> with <c>rotate_half</c>: the first
+/// rotary dimensions of each head are split into halves x1, x2 and become <c>x·cos + (−x2, x1)·sin</c>; the
+/// remaining dimensions pass through unchanged (the partial-rotary convention of Phi, GPT-NeoX and Qwen3-Next).
 /// </summary>
 public static class RotaryEmbedding
 {
     /// <summary>
-    /// q [B, Hq, S, D] and k [B, Hk, S, D] rotated with cos/sin [B, S, R] (R ≤ D, fp32). Returns tensors of the
-    /// input dtypes. <see cref="RopePrecision.Fp32"/> rotates in fp32 and rounds once at the end;
-    /// <see cref="RopePrecision.Bf16"/> rounds cos/sin and the inputs to bf16 and rotates in bf16, as HF does for
-    /// bf16 activations.
+    /// Rotates <paramref name="q"/> [B, Hq, S, D] and <paramref name="k"/> [B, Hk, S, D] by <paramref name="cos"/> and
+    /// <paramref name="sin"/> [B, S, R] (from <see cref="RopeTable.CosSin"/>), R ≤ D. Each result has its input's dtype.
+    /// <see cref="RopePrecision.Fp32"/> rotates in fp32 and rounds once at the end; <see cref="RopePrecision.Bf16"/>
+    /// rounds cos, sin and the input to bf16 and rounds after every multiply and the add, as HF does when the
+    /// activations are bf16 (its rotary module casts cos/sin to the activation dtype).
     /// </summary>
-    public static (Tensor Q, Tensor K) Apply(Tensor q, Tensor k, Tensor cos, Tensor sin, RopePrecision precision)
+    public static (Tensor q, Tensor k) Apply(Tensor q, Tensor k, Tensor cos, Tensor sin, RopePrecision precision)
     {
-        var compute = precision == RopePrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
-        var c = cos.unsqueeze(1).to(compute);
-        var s = sin.unsqueeze(1).to(compute);
-        return (Rotate(q, c, s, compute), Rotate(k, c, s, compute));
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
+        ArgumentNullException.ThrowIfNull(cos);
+        ArgumentNullException.ThrowIfNull(sin);
+        if (cos.dim() != 3 || !cos.shape.SequenceEqual(sin.shape))
+            throw new ArgumentException($"cos and sin must both be [batch, seq, rotary_dim], got [{string.Join(", ", cos.shape)}] and [{string.Join(", ", sin.shape)}]");
+        var dtype = precision switch
+        {
+            RopePrecision.Fp32 => ScalarType.Float32,
+            RopePrecision.Bf16 => ScalarType.BFloat16,
+            _ => throw new ArgumentOutOfRangeException(nameof(precision), precision, null),
+        };
+        using var scope = NewDisposeScope();
+        // [B, S, R] -> [B, 1, S, R] broadcasts over the heads (HF's unsqueeze_dim=1).
+        var c = cos.unsqueeze(1).to(dtype);
+        var s = sin.unsqueeze(1).to(dtype);
+        var qOut = Rotate(q, c, s, dtype);
+        var kOut = Rotate(k, c, s, dtype);
+        return (qOut.MoveToOuterDisposeScope(), kOut.MoveToOuterDisposeScope());
     }
 
-    private static Tensor Rotate(Tensor x, Tensor cos, Tensor sin, ScalarType compute)
+    private static Tensor Rotate(Tensor x, Tensor cos, Tensor sin, ScalarType dtype)
     {
         long rotary = cos.shape[^1], dim = x.shape[^1];
-        var dtype = x.dtype;
-        var xr = x.to(compute);
-        Tensor? pass = null;
-        if (rotary < dim)
-        {
-            pass = xr[.., .., .., TensorIndex.Slice(rotary, null)];
-            xr = xr[.., .., .., TensorIndex.Slice(0, rotary)];
-        }
-        var rotated = xr * cos + RotateHalf(xr) * sin;
-        if (pass is not null) rotated = cat([rotated, pass], -1);
-        return rotated.to(dtype);
+        if (x.dim() != 4 || rotary > dim || rotary % 2 != 0)
+            throw new ArgumentException($"expected [batch, heads, seq, head_dim ≥ {rotary}], got [{string.Join(", ", x.shape)}]", nameof(x));
+        var part = x.narrow(-1, 0, rotary).to(dtype);
+        var rotated = (part * cos + RotateHalf(part) * sin).to(x.dtype);
+        // The pass-through dimensions are taken from the input itself so they are bit-identical whatever the precision.
+        return rotary == dim ? rotated : cat([rotated, x.narrow(-1, rotary, dim - rotary)], -1);
     }
 
-    /// <summary>[x1, x2] → [−x2, x1] over the last dimension.</summary>
-    public static Tensor RotateHalf(Tensor x)
+    // HF's rotate_half: (x1, x2) -> (-x2, x1) over the two halves of the last dimension.
+    private static Tensor RotateHalf(Tensor x)
     {
         long half = x.shape[^1] / 2;
-        var x1 = x[.., .., .., TensorIndex.Slice(0, half)];
-        var x2 = x[.., .., .., TensorIndex.Slice(half, null)];
-        return cat([-x2, x1], -1);
+        return cat([-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
     }
 }
