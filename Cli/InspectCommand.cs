@@ -20,7 +20,7 @@ public sealed class InspectCommand : Command<InspectCommand.Settings>
     }
 
     /// <inheritdoc/>
-    protected override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         if (!System.IO.Directory.Exists(settings.Directory))
             throw new DirectoryNotFoundException($"{settings.Directory}: no such checkpoint folder");
@@ -28,7 +28,8 @@ public sealed class InspectCommand : Command<InspectCommand.Settings>
         var config = declaration.FromHuggingFace(Path.Combine(settings.Directory, "config.json"));
         var table = new Table().AddColumn("field").AddColumn("value");
         foreach (var (field, value) in Describe(config)) table.AddRow(Markup.Escape(field), Markup.Escape(value));
-        AnsiConsole.Write(table);
+        // A console bound to the current stdout (AnsiConsole's default one keeps the writer it first saw).
+        AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) }).Write(table);
 
         long declared = config.ParameterCount();
         using var checkpoint = CheckpointReader.Open(settings.Directory);

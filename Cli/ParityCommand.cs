@@ -52,7 +52,7 @@ public sealed class ParityCommand : Command<ParityCommand.Settings>
     }
 
     /// <inheritdoc/>
-    protected override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         if (!System.IO.Directory.Exists(settings.Directory))
             throw new DirectoryNotFoundException($"{settings.Directory}: no such checkpoint folder");

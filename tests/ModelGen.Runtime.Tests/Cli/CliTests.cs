@@ -81,12 +81,12 @@ public class CliTests
         var bytes = File.ReadAllBytes(model);
         long headerLength = BitConverter.ToInt64(bytes, 0);
         string header = System.Text.Encoding.UTF8.GetString(bytes, 8, (int)headerLength);
-        // Move the end of the first data range far past the file, keeping the header length the same.
-        int at = header.IndexOf("\"data_offsets\":[", StringComparison.Ordinal) + "\"data_offsets\":[".Length;
-        int comma = header.IndexOf(',', at);
-        int close = header.IndexOf(']', comma);
-        string lie = header[..(comma + 1)] + "999999999" + header[close..];
-        lie = lie.Length <= header.Length ? lie.PadRight(header.Length) : throw new InvalidOperationException("header grew");
+        // Make the largest end offset claim all-nines (same number of digits, so the header keeps its length):
+        // it then points past the end of the file.
+        var ends = System.Text.RegularExpressions.Regex.Matches(header, @"""data_offsets"":\[(\d+),(\d+)\]");
+        var last = ends.MaxBy(m => long.Parse(m.Groups[2].Value))!.Groups[2];
+        string lie = header[..last.Index] + new string('9', last.Length) + header[(last.Index + last.Length)..];
+        Assert.True(long.Parse(new string('9', last.Length)) > bytes.Length);
         System.Text.Encoding.UTF8.GetBytes(lie).CopyTo(bytes, 8);
         File.WriteAllBytes(model, bytes);
         var (code, _, err) = Run("parity", folder.Path);
