@@ -24,6 +24,13 @@ public static class Program
             config.AddCommand<InspectCommand>("inspect")
                 .WithDescription("Print the bound configuration and parameter count of a checkpoint folder.")
                 .WithExample("inspect", "tests/fixtures/hf/qwen2");
+            config.AddCommand<TrainCommand>("train")
+                .WithDescription("Train with AnchorAttention (or a baseline mask) on packed windows; no arguments trains TinyLlama on the embedded corpus.")
+                .WithExample("train")
+                .WithExample("train", "--steps", "40", "--seq", "512", "--mask", "full", "--out", "runs/full");
+            config.AddCommand<GenerateCommand>("generate")
+                .WithDescription("Sample text from a trained checkpoint.")
+                .WithExample("generate", "runs/train", "--prompt", "The \"if\" statement");
             config.SetExceptionHandler((exception, _) => ReportError(exception));
         });
         return app.Run(args);

@@ -3,9 +3,12 @@ namespace ModelGen.Models;
 // Small fixed-size variants for tests, demos and the default `modelgen train` run. Sizes are constants here,
 // so the generator also emits their kernel specializations.
 
-/// <summary>A 4-layer Llama (~3.4M parameters with the GPT-2 vocabulary cut to 8192) for CPU demos.</summary>
-[CausalLM("llama", BosTokenId = 1, EosTokenId = 2)]
-[Decoder(Layers = 4, Hidden = 256, Heads = 8, KvHeads = 4, Intermediate = 688, Vocab = 8192, MaxPositions = 2048)]
+/// <summary>
+/// A 4-layer Llama with tied embeddings over GPT-2's tokenizer (vocabulary padded to 50304) for CPU demos: `modelgen train` trains it. GPT-2
+/// has no BOS, so its EOS (&lt;|endoftext|&gt;) is the anchor, as the paper prescribes.
+/// </summary>
+[CausalLM("llama", BosTokenId = -1, EosTokenId = 50256, TiedEmbeddings = true)]
+[Decoder(Layers = 4, Hidden = 256, Heads = 8, KvHeads = 4, Intermediate = 688, Vocab = 50304, MaxPositions = 2048)]
 [Rope(Theta = 10000)]
 [RmsNorm(Eps = 1e-6)]
 [Attention(Mask = MaskKind.Anchor)]

@@ -14,15 +14,23 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
 {
     private readonly DecoderBody _model;
     private readonly Linear? _lmHead;
+    private readonly Compute _compute = new();
 
     /// <summary>The configuration the tree was built for.</summary>
     public ModelConfig Config { get; }
+
+    /// <summary>
+    /// When set (to bf16), projections, the MLP and attention run in that dtype on casts of the fp32 weights, while
+    /// norms, RoPE angles, residuals and logits stay fp32 — what <c>torch.autocast</c> does; gradients reach the fp32
+    /// master weights through the casts. Null = everything in the parameters' dtype.
+    /// </summary>
+    public ScalarType? Autocast { get => _compute.Autocast; set => _compute.Autocast = value; }
 
     /// <summary>Builds the tree for <paramref name="config"/> with PyTorch's default initialization.</summary>
     public CausalLMModule(ModelConfig config) : base("CausalLM")
     {
         Config = config.Validate();
-        _model = new DecoderBody(config);
+        _model = new DecoderBody(config, _compute);
         register_module("model", _model);
         if (!config.TiedEmbeddings)
         {
@@ -37,7 +45,7 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
         using var scope = NewDisposeScope();
         var hidden = _model.forward(inputIds, attention);
         var weight = _lmHead?.weight ?? _model.EmbedTokens.weight!;
-        var logits = nn.functional.linear(hidden, weight).to(ScalarType.Float32);
+        var logits = _compute.Linear(hidden, weight, null).to(ScalarType.Float32);
         return logits.MoveToOuterDisposeScope();
     }
 
@@ -78,10 +86,10 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
 
         public Embedding EmbedTokens { get; }
 
-        public DecoderBody(ModelConfig config) : base("model")
+        public DecoderBody(ModelConfig config, Compute compute) : base("model")
         {
             EmbedTokens = nn.Embedding(config.Vocab, config.Hidden);
-            _layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.Layers).Select(i => new DecoderLayer(config)).ToArray());
+            _layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.Layers).Select(i => new DecoderLayer(config, compute)).ToArray());
             _norm = new RmsNorm(config.Hidden, config.RmsNormEps);
             _rope = new RopeTable(config.Rope, config.HeadDim, config.MaxPositions);
             _precision = config.Rope.Precision;
@@ -102,6 +110,18 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
 
     private readonly record struct RotaryInputs(Tensor Cos, Tensor Sin, RopePrecision Precision);
 
+    /// <summary>The autocast setting shared by every block of one model.</summary>
+    private sealed class Compute
+    {
+        public ScalarType? Autocast { get; set; }
+
+        public Tensor Project(Linear layer, Tensor x) => Linear(x, layer.weight!, layer.bias);
+
+        public Tensor Linear(Tensor x, Tensor weight, Tensor? bias) => Autocast is { } dt
+            ? nn.functional.linear(x.to(dt), weight.to(dt), bias?.to(dt))
+            : nn.functional.linear(x, weight, bias);
+    }
+
     /// <summary><c>model.layers.i</c>: pre-norm attention and MLP blocks with residuals.</summary>
     private sealed class DecoderLayer : nn.Module
     {
@@ -109,12 +129,12 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
         private readonly SelfAttention _attention;
         private readonly SwiGluMlp _mlp;
 
-        public DecoderLayer(ModelConfig config) : base("layer")
+        public DecoderLayer(ModelConfig config, Compute compute) : base("layer")
         {
             _inputNorm = new RmsNorm(config.Hidden, config.RmsNormEps);
-            _attention = new SelfAttention(config);
+            _attention = new SelfAttention(config, compute);
             _postAttentionNorm = new RmsNorm(config.Hidden, config.RmsNormEps);
-            _mlp = new SwiGluMlp(config);
+            _mlp = new SwiGluMlp(config, compute);
             register_module("input_layernorm", _inputNorm);
             register_module("self_attn", _attention);
             register_module("post_attention_layernorm", _postAttentionNorm);
@@ -133,9 +153,11 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
     {
         private readonly Linear _q, _k, _v, _o;
         private readonly int _heads, _kvHeads, _headDim;
+        private readonly Compute _compute;
 
-        public SelfAttention(ModelConfig c) : base("self_attn")
+        public SelfAttention(ModelConfig c, Compute compute) : base("self_attn")
         {
+            _compute = compute;
             (_heads, _kvHeads, _headDim) = (c.Heads, c.KvHeads, c.HeadDim);
             _q = nn.Linear(c.Hidden, c.Heads * c.HeadDim, hasBias: c.QkvBias);
             _k = nn.Linear(c.Hidden, c.KvHeads * c.HeadDim, hasBias: c.QkvBias);
@@ -150,12 +172,12 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
         public Tensor forward(Tensor x, RotaryInputs rotary, AttentionInputs attention)
         {
             long b = x.shape[0], s = x.shape[1];
-            var q = _q.forward(x).view(b, s, _heads, _headDim).transpose(1, 2);
-            var k = _k.forward(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);
-            var v = _v.forward(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);
+            var q = _compute.Project(_q, x).view(b, s, _heads, _headDim).transpose(1, 2);
+            var k = _compute.Project(_k, x).view(b, s, _kvHeads, _headDim).transpose(1, 2);
+            var v = _compute.Project(_v, x).view(b, s, _kvHeads, _headDim).transpose(1, 2);
             (q, k) = RotaryEmbedding.Apply(q, k, rotary.Cos, rotary.Sin, rotary.Precision);
             var o = PackedAttention.Forward(q, k, v, attention);
-            return _o.forward(o.transpose(1, 2).reshape(b, s, _heads * _headDim));
+            return _compute.Project(_o, o.transpose(1, 2).reshape(b, s, _heads * _headDim));
         }
     }
 
@@ -163,9 +185,11 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
     private sealed class SwiGluMlp : nn.Module
     {
         private readonly Linear _gate, _up, _down;
+        private readonly Compute _compute;
 
-        public SwiGluMlp(ModelConfig c) : base("mlp")
+        public SwiGluMlp(ModelConfig c, Compute compute) : base("mlp")
         {
+            _compute = compute;
             _gate = nn.Linear(c.Hidden, c.Intermediate, hasBias: c.MlpBias);
             _up = nn.Linear(c.Hidden, c.Intermediate, hasBias: c.MlpBias);
             _down = nn.Linear(c.Intermediate, c.Hidden, hasBias: c.MlpBias);
@@ -174,7 +198,8 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
             register_module("down_proj", _down);
         }
 
-        public Tensor forward(Tensor x) => _down.forward(nn.functional.silu(_gate.forward(x)) * _up.forward(x));
+        public Tensor forward(Tensor x) =>
+            _compute.Project(_down, nn.functional.silu(_compute.Project(_gate, x)) * _compute.Project(_up, x));
     }
 }
 
