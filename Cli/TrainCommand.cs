@@ -52,7 +52,9 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         /// <summary>Warm-up.</summary>
         [CommandOption("--warmup <N>")] [Description("Linear warm-up steps (default 10).")] public int Warmup { get; init; } = 10;
         /// <summary>Schedule.</summary>
-        [CommandOption("--schedule <NAME>")] [Description("cosine | constant (default cosine).")] public string Schedule { get; init; } = "cosine";
+        [CommandOption("--schedule <NAME>")] [Description("constant | cosine (default constant, after warm-up).")] public string Schedule { get; init; } = "constant";
+        /// <summary>Cosine horizon.</summary>
+        [CommandOption("--decay-steps <N>")] [Description("Step where the cosine reaches its floor (default: --steps of the run's start).")] public int? DecaySteps { get; init; }
         /// <summary>Weight decay.</summary>
         [CommandOption("--wd <W>")] [Description("AdamW weight decay (default 0.1, the paper's).")] public double WeightDecay { get; init; } = 0.1;
         /// <summary>Clip norm.</summary>
@@ -93,6 +95,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
             LearningRate = s.Lr ?? (fromScratch ? 1e-3 : 2e-5),
             WarmupSteps = s.Warmup,
             Schedule = s.Schedule == "constant" ? LearningRateSchedule.Constant : LearningRateSchedule.Cosine,
+            DecaySteps = s.DecaySteps,
             WeightDecay = s.WeightDecay,
             ClipNorm = s.Clip,
             Mask = MaskNames.Parse(s.Mask),
@@ -110,7 +113,8 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
 
         var trainer = s.Resume is null
             ? Trainer.Start(model, options, windows, outDir, tokenizer.Name)
-            : Trainer.Resume(model, options, windows, outDir);
+            : Trainer.Resume(model, options.Steps, windows, outDir);
+        options = trainer.Options;
         Console.WriteLine($"model: {modelName} ({model.Config.ParameterCount().ToString("N0", CultureInfo.InvariantCulture)} parameters), tokenizer: {tokenizer.Name}");
         Console.WriteLine($"data: {s.Corpus ?? TextCorpus.DefaultName}: {documents.Count} documents → {windows.Count} windows of {options.SequenceLength}; mask {options.Mask}");
         Console.WriteLine($"optimizer: AdamW lr {options.LearningRate.ToString("G3", CultureInfo.InvariantCulture)} β ({options.Beta1}, {options.Beta2}) wd {options.WeightDecay}, {options.Schedule} after {options.WarmupSteps} warm-up steps{(options.Bf16Autocast ? ", bf16 autocast" : "")}");

@@ -66,10 +66,14 @@ public sealed class Trainer
     /// <summary>Optimizer steps completed.</summary>
     public int Step => _step;
 
+    /// <summary>The options in force (a resumed run's are the saved run's, with the new step count).</summary>
+    public TrainingOptions Options => _options;
+
     /// <summary>A fresh run: <paramref name="model"/> as given (seed it before building it), data from its start.</summary>
     public static Trainer Start(CausalLMModule model, TrainingOptions options, IReadOnlyList<PackedWindow> windows, string outDirectory, string tokenizerName)
     {
-        options.Validate(model.Config);
+        // Fix the cosine horizon now, so that extending the run later by resuming keeps the same schedule.
+        options = (options with { DecaySteps = options.DecaySteps ?? options.Steps }).Validate(model.Config);
         var trainer = new Trainer(model, options, new TrainingData(windows, options.Seed), outDirectory, tokenizerName);
         string metrics = Path.Combine(outDirectory, "metrics.jsonl");
         Directory.CreateDirectory(outDirectory);
@@ -78,17 +82,17 @@ public sealed class Trainer
     }
 
     /// <summary>
-    /// Continues the run saved in <paramref name="outDirectory"/>: weights, optimizer moments, step, data position.
-    /// <paramref name="options"/> may raise <see cref="TrainingOptions.Steps"/>; metrics past the checkpoint's step (from
+    /// Continues the run saved in <paramref name="outDirectory"/>: weights, optimizer moments, step, data position and
+    /// every option of the saved run except the total <paramref name="steps"/>. Metrics past the checkpoint's step (from
     /// an interrupted run) are dropped from metrics.jsonl so it stays one line per step.
     /// </summary>
-    public static Trainer Resume(CausalLMModule model, TrainingOptions options, IReadOnlyList<PackedWindow> windows, string outDirectory)
+    public static Trainer Resume(CausalLMModule model, int steps, IReadOnlyList<PackedWindow> windows, string outDirectory)
     {
         string checkpoint = TrainingCheckpoint.Locate(outDirectory)
             ?? throw new FileNotFoundException($"{outDirectory}: no checkpoint to resume from", Path.Combine(outDirectory, TrainingCheckpoint.FolderName));
         var state = TrainingCheckpoint.ReadState(checkpoint);
-        options.Validate(model.Config);
-        var trainer = new Trainer(model, options, new TrainingData(windows, state.Seed, state.Data), outDirectory, state.Tokenizer)
+        var options = (state.Options with { Steps = steps }).Validate(model.Config);
+        var trainer = new Trainer(model, options, new TrainingData(windows, options.Seed, state.Data), outDirectory, state.Tokenizer)
         {
             _step = state.Step,
             _tokensSeen = state.TokensSeen,
@@ -159,7 +163,7 @@ public sealed class Trainer
     /// <summary>Saves the current state as the run's checkpoint.</summary>
     public void Save(Action? beforeSwap = null) =>
         TrainingCheckpoint.Save(_outDirectory, _model, _optimizer,
-            new TrainerState(_step, _data.Position, _options, _tokenizerName, _options.Seed, _tokensSeen), beforeSwap);
+            new TrainerState(_step, _data.Position, _options, _tokenizerName, _tokensSeen), beforeSwap);
 
     private static (Tensor Ids, Tensor Labels, AttentionInputs Attention) Batch(IReadOnlyList<PackedWindow> windows, AttentionMask mask)
     {

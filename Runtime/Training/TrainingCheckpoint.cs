@@ -6,7 +6,7 @@ using TorchSharp.Modules;
 namespace ModelGen.Training;
 
 /// <summary>Everything besides weights and optimizer moments that a resumed run needs.</summary>
-public sealed record TrainerState(int Step, DataPosition Data, TrainingOptions Options, string Tokenizer, int Seed, long TokensSeen);
+public sealed record TrainerState(int Step, DataPosition Data, TrainingOptions Options, string Tokenizer, long TokensSeen);
 
 /// <summary>
 /// The checkpoint of a run: <c>OUT/checkpoint/</c> with <c>model.safetensors</c> and <c>config.json</c> (HF names, loadable

@@ -35,8 +35,10 @@ public sealed record TrainingOptions
     public double WeightDecay { get; init; } = 0.1;
     /// <summary>Linear warm-up steps.</summary>
     public int WarmupSteps { get; init; }
-    /// <summary>Schedule after warm-up.</summary>
-    public LearningRateSchedule Schedule { get; init; } = LearningRateSchedule.Cosine;
+    /// <summary>Schedule after warm-up (constant by default, so a run extended by resuming matches a longer run).</summary>
+    public LearningRateSchedule Schedule { get; init; } = LearningRateSchedule.Constant;
+    /// <summary>Step at which the cosine reaches its floor; null = <see cref="Steps"/> of the run's start.</summary>
+    public int? DecaySteps { get; init; }
     /// <summary>Floor of the cosine schedule, as a fraction of the peak.</summary>
     public double MinLearningRateRatio { get; init; } = 0.1;
     /// <summary>Gradient clipping by global norm; 0 = off.</summary>
@@ -71,6 +73,7 @@ public sealed record TrainingOptions
         if (WeightDecay < 0) throw new ArgumentException($"--wd must be ≥ 0, got {WeightDecay}");
         if (ClipNorm < 0) throw new ArgumentException($"--clip must be ≥ 0, got {ClipNorm}");
         if (SlidingWindow is { } w && w <= 0) throw new ArgumentException($"--window must be positive, got {w}");
+        if (Schedule == LearningRateSchedule.Cosine && DecaySteps is { } d && d <= WarmupSteps) throw new ArgumentException($"--decay-steps must exceed --warmup ({WarmupSteps}), got {d}");
         if (SaveEvery < 0) throw new ArgumentException($"--save-every must be ≥ 0, got {SaveEvery}");
         return this;
     }
@@ -80,7 +83,7 @@ public sealed record TrainingOptions
     {
         if (WarmupSteps > 0 && step <= WarmupSteps) return LearningRate * step / WarmupSteps;
         if (Schedule == LearningRateSchedule.Constant) return LearningRate;
-        int decaySteps = Math.Max(1, Steps - WarmupSteps);
+        int decaySteps = Math.Max(1, (DecaySteps ?? Steps) - WarmupSteps);
         double progress = Math.Clamp((step - WarmupSteps) / (double)decaySteps, 0, 1);
         double min = LearningRate * MinLearningRateRatio;
         return min + (LearningRate - min) * 0.5 * (1 + Math.Cos(Math.PI * progress));
