@@ -47,11 +47,27 @@ public class GeneratedCodeBehaviourTests
     {
         ModelConfig expected = new()
         {
-            Family = "llama", Layers = 2, Hidden = 128, Heads = 4, KvHeads = 2, HeadDim = 32, Intermediate = 344, Vocab = 1000,
-            MaxPositions = 2048, RmsNormEps = 1e-5, Mask = MaskKind.Anchor, BosTokenId = 128000, EosTokenId = 128001,
+            Family = "llama",
+            Layers = 2,
+            Hidden = 128,
+            Heads = 4,
+            KvHeads = 2,
+            HeadDim = 32,
+            Intermediate = 344,
+            Vocab = 1000,
+            MaxPositions = 2048,
+            RmsNormEps = 1e-5,
+            Mask = MaskKind.Anchor,
+            BosTokenId = 128000,
+            EosTokenId = 128001,
             Rope = new RopeConfig
             {
-                Scaling = RopeScaling.Llama3, Theta = 500000, Factor = 8, OriginalContext = 8192, LowFreqFactor = 1, HighFreqFactor = 4,
+                Scaling = RopeScaling.Llama3,
+                Theta = 500000,
+                Factor = 8,
+                OriginalContext = 8192,
+                LowFreqFactor = 1,
+                HighFreqFactor = 4,
             },
         };
         Assert.Equal(expected, Declared("TinyLlama3"));
