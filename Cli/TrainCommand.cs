@@ -187,7 +187,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         var gpt2 = TextTokenizer.Gpt2();
         gpt2.RequireFits(declaration.Declared, $"preset {declaration.Name}");
         random.manual_seed(s.Seed);
-        return (new CausalLMModule(declaration.Declared), gpt2, true, declaration.Name);
+        return (declaration.CreateTorchModel(declaration.Declared), gpt2, true, declaration.Name);
     }
 }
 

@@ -51,6 +51,18 @@ internal static class DeclarationEmitter
             w.Line("/// <param name=\"configJsonPath\">Path of the <c>config.json</c> file.</param>");
             w.Line("public static global::ModelGen.ModelConfig FromHuggingFace(string configJsonPath) => Declaration.FromHuggingFace(configJsonPath);");
             w.Line();
+            w.Line("/// <summary>The TorchSharp module tree, with HF parameter names, for a configuration of this declaration.</summary>");
+            if (spec.IsFamily)
+            {
+                w.Line("/// <param name=\"config\">A configuration of this family, e.g. from <see cref=\"FromHuggingFace\"/>.</param>");
+                w.Line("public static global::ModelGen.Backends.Torch.CausalLMModule CreateTorchModel(global::ModelGen.ModelConfig config) => Declaration.CreateTorchModel(config);");
+            }
+            else
+            {
+                w.Line("/// <param name=\"config\">A configuration of this declaration; null builds <see cref=\"Declared\"/>.</param>");
+                w.Line("public static global::ModelGen.Backends.Torch.CausalLMModule CreateTorchModel(global::ModelGen.ModelConfig? config = null) => Declaration.CreateTorchModel(config ?? Declared);");
+            }
+            w.Line();
             EmitWeights(w);
             if (!spec.IsFamily)
             {

@@ -36,6 +36,24 @@ public sealed record ModelDeclaration
     /// </summary>
     public ModelConfig FromHuggingFace(string configJsonPath) =>
         Checkpoints.HfConfig.Load(configJsonPath, Declared, requireDeclaredSizes: !IsFamily);
+
+    /// <summary>
+    /// The TorchSharp module tree for <paramref name="config"/>, which must be of this declaration's family and, for a
+    /// sized declaration, have its sizes. Parameters get PyTorch's default initialization.
+    /// </summary>
+    public Backends.Torch.CausalLMModule CreateTorchModel(ModelConfig config)
+    {
+        if (config.Family != Family)
+            throw new ModelConfigException("configuration", "model_type", $"is '{config.Family}' but {Name} declares '{Family}'");
+        if (!IsFamily)
+        {
+            var d = Declared;
+            if ((config.Layers, config.Hidden, config.Heads, config.KvHeads, config.HeadDim, config.Intermediate, config.Vocab)
+                != (d.Layers, d.Hidden, d.Heads, d.KvHeads, d.HeadDim, d.Intermediate, d.Vocab))
+                throw new ModelConfigException("configuration", "sizes", $"differ from the sizes {Name} declares");
+        }
+        return new Backends.Torch.CausalLMModule(config);
+    }
 }
 
 /// <summary>

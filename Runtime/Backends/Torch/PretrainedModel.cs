@@ -40,7 +40,7 @@ public static class PretrainedModel
         var declaration = Resolve(directory, catalog);
         var config = declaration.FromHuggingFace(Path.Combine(directory, "config.json"));
         using var checkpoint = CheckpointReader.Open(directory);
-        var model = new CausalLMModule(config);
+        var model = declaration.CreateTorchModel(config);
         if (dtype != ScalarType.Float32) model.to(dtype);
         model.LoadFrom(checkpoint);
         model.eval();
