@@ -36,7 +36,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         public string? Resume { get; init; }
 
         /// <summary>Total steps.</summary>
-        [CommandOption("--steps <N>")] [Description("Total optimizer steps (default 200).")] public int Steps { get; init; } = 200;
+        [CommandOption("--steps <N>")] [Description("Total optimizer steps (default 100).")] public int Steps { get; init; } = 100;
         /// <summary>Window length.</summary>
         [CommandOption("--seq <L>")] [Description("Window length L (default 512).")] public int Seq { get; init; } = 512;
         /// <summary>Windows per micro-batch.</summary>

@@ -157,7 +157,16 @@ public static class HfConfig
             Same("intermediate_size", config.Intermediate, declared.Intermediate);
             Same("vocab_size", config.Vocab, declared.Vocab);
         }
-        return config.Validate(r.Path);
+        try
+        {
+            return config.Validate(r.Path);
+        }
+        catch (ModelConfigException e) when (e.Field.StartsWith("rope_scaling.", StringComparison.Ordinal) && r.HasObject("rope_parameters"))
+        {
+            // RopeConfig names its fields in the older style; name them as this file spells them.
+            string field = "rope_parameters." + e.Field["rope_scaling.".Length..];
+            throw new ModelConfigException(r.Path, field, e.Problem);
+        }
     }
 
     private static int? ReadSlidingWindow(Reader r, string modelType)
@@ -220,6 +229,8 @@ public static class HfConfig
         public string Path { get; } = path;
 
         private JsonNode? Node(string field) => obj.TryGetPropertyValue(field, out var n) ? n : null;
+
+        public bool HasObject(string field) => Node(field) is JsonObject;
 
         private ModelConfigException Wrong(string field, string want, JsonNode? got) =>
             new(Path, prefix + field, $"must be {want}, got {(got is null ? "null" : got.ToJsonString())}");

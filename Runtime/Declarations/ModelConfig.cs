@@ -198,4 +198,6 @@ public sealed class ModelConfigException(string source, string field, string pro
     public string ConfigSource { get; } = source;
     /// <summary>The HF name of the offending field.</summary>
     public string Field { get; } = field;
+    /// <summary>What is wrong with it.</summary>
+    public string Problem { get; } = problem;
 }

@@ -26,8 +26,12 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
     /// </summary>
     public ScalarType? Autocast { get => _compute.Autocast; set => _compute.Autocast = value; }
 
-    /// <summary>Builds the tree for <paramref name="config"/> with PyTorch's default initialization.</summary>
-    public CausalLMModule(ModelConfig config) : base("CausalLM")
+    /// <summary>
+    /// Builds the tree for <paramref name="config"/>, initialized as HF initializes these models from scratch
+    /// (<c>initializer_range</c> 0.02): matrices and embeddings N(0, <paramref name="initStd"/>²), biases 0, norm weights 1.
+    /// Seed TorchSharp (<c>torch.random.manual_seed</c>) first for a reproducible initialization.
+    /// </summary>
+    public CausalLMModule(ModelConfig config, double initStd = 0.02) : base("CausalLM")
     {
         Config = config.Validate();
         _model = new DecoderBody(config, _compute);
@@ -36,6 +40,13 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
         {
             _lmHead = nn.Linear(config.Hidden, config.Vocab, hasBias: false);
             register_module("lm_head", _lmHead);
+        }
+        using var _ = no_grad();
+        foreach (var (name, p) in named_parameters())
+        {
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
+            else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
+            else p.normal_(0.0, initStd);
         }
     }
 

@@ -62,27 +62,29 @@ public static class PackedAttention
     private static Tensor ForLayout(Tensor q, Tensor k, Tensor v, DocumentLayout layout, AttentionMask mask)
     {
         if (mask.SlidingWindow is not null) return Blockwise(q, k, v, layout, mask);
+        // One split per tensor (its backward is a single cat) rather than a slice per document (each slice's backward
+        // would allocate a full-length gradient: O(documents × L) extra memory traffic).
+        long[] sizes = layout.Documents.Select(d => (long)d.Length).ToArray();
+        var qs = q.split(sizes, 2);
+        var ks = k.split(sizes, 2);
+        var vs = v.split(sizes, 2);
         int a = layout.AnchorLength;
-        var parts = new List<Tensor>(layout.Documents.Count);
-        foreach (var doc in layout.Documents)
+        var parts = new Tensor[sizes.Length];
+        for (int i = 0; i < sizes.Length; i++)
         {
+            var doc = layout.Documents[i];
             bool withAnchor = mask.Kind == MaskKind.Anchor && doc.Id != 0 && a > 0;
             if (!withAnchor)
             {
-                var slice = TensorIndex.Slice(doc.Start, doc.End);
-                parts.Add(Causal(q[.., .., slice], k[.., .., slice], v[.., .., slice]));
+                parts[i] = Causal(qs[i], ks[i], vs[i]);
                 continue;
             }
-            // Causal attention over [anchor; document]: document query i sees the whole anchor and document keys
-            // ≤ i — exactly the anchor mask. The anchor's own rows are computed by its own span, so drop them.
-            var anchor = TensorIndex.Slice(0, a);
-            var own = TensorIndex.Slice(doc.Start, doc.End);
-            var qq = cat([q[.., .., anchor], q[.., .., own]], 2);
-            var kk = cat([k[.., .., anchor], k[.., .., own]], 2);
-            var vv = cat([v[.., .., anchor], v[.., .., own]], 2);
-            parts.Add(Causal(qq, kk, vv)[.., .., TensorIndex.Slice(a, null)]);
+            // Causal attention over [anchor; document]: document query j sees the whole anchor and document keys ≤ j —
+            // exactly the anchor mask. The anchor's own rows are computed by its own span, so they are dropped.
+            var full = Causal(cat([qs[0], qs[i]], 2), cat([ks[0], ks[i]], 2), cat([vs[0], vs[i]], 2));
+            parts[i] = full.narrow(2, a, doc.Length);
         }
-        return parts.Count == 1 ? parts[0] : cat(parts, 2);
+        return parts.Length == 1 ? parts[0] : cat(parts, 2);
     }
 
     private static Tensor Causal(Tensor q, Tensor k, Tensor v) =>
