@@ -31,6 +31,9 @@ public static class Program
             config.AddCommand<GenerateCommand>("generate")
                 .WithDescription("Sample text from a trained checkpoint.")
                 .WithExample("generate", "runs/train", "--prompt", "The \"if\" statement");
+            config.AddCommand<AnalyzeRopeCommand>("analyze-rope")
+                .WithDescription("Measure how bf16 breaks RoPE's relative positions (the paper's D, per-token view and D_logit) with CSV and plots.")
+                .WithExample("analyze-rope", "tests/fixtures/hf/llama", "--random-tokens", "--out", "runs/rope-llama");
             config.SetExceptionHandler((exception, _) => ReportError(exception));
         });
         return app.Run(args);
@@ -47,6 +50,7 @@ public static class Program
             _ => $"{e.GetType().Name}: {e.Message}",
         };
         Console.Error.WriteLine($"error: {message}");
+        if (Environment.GetEnvironmentVariable("MODELGEN_DEBUG") == "1") Console.Error.WriteLine(e);
         return e is ModelConfigException or CheckpointException or InvalidDataException or FileNotFoundException
             or DirectoryNotFoundException or ArgumentException or CommandAppException or IOException
             ? BadInput : 3;

@@ -26,6 +26,18 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
     /// </summary>
     public ScalarType? Autocast { get => _compute.Autocast; set => _compute.Autocast = value; }
 
+    /// <summary>Precision of the RoPE rotation (starts as the configuration's <c>Rope.Precision</c>).</summary>
+    public RopePrecision RotationPrecision { get => _compute.Rotation; set => _compute.Rotation = value; }
+
+    /// <summary>
+    /// Observes each layer's rotated queries and keys, (layer, q [B, Hq, S, D], k [B, Hkv, S, D]), as attention sees them:
+    /// what the RoPE analysis measures. Null (the default) costs nothing.
+    /// </summary>
+    public Action<int, Tensor, Tensor>? AttentionProbe { get => _compute.Probe; set => _compute.Probe = value; }
+
+    /// <summary>The final hidden states [B, S, H] without the LM head (cheaper when only attention is studied).</summary>
+    public Tensor ForwardHidden(Tensor inputIds, AttentionInputs attention) => _model.forward(inputIds, attention);
+
     /// <summary>
     /// Builds the tree for <paramref name="config"/>, initialized as HF initializes these models from scratch
     /// (<c>initializer_range</c> 0.02): matrices and embeddings N(0, <paramref name="initStd"/>²), biases 0, norm weights 1.
@@ -34,6 +46,7 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
     public CausalLMModule(ModelConfig config, double initStd = 0.02) : base("CausalLM")
     {
         Config = config.Validate();
+        _compute.Rotation = config.Rope.Precision;
         _model = new DecoderBody(config, _compute);
         register_module("model", _model);
         if (!config.TiedEmbeddings)
@@ -93,17 +106,17 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
         private readonly ModuleList<DecoderLayer> _layers;
         private readonly RmsNorm _norm;
         private readonly RopeTable _rope;
-        private readonly RopePrecision _precision;
+        private readonly Compute _compute;
 
         public Embedding EmbedTokens { get; }
 
         public DecoderBody(ModelConfig config, Compute compute) : base("model")
         {
             EmbedTokens = nn.Embedding(config.Vocab, config.Hidden);
-            _layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.Layers).Select(i => new DecoderLayer(config, compute)).ToArray());
+            _layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.Layers).Select(i => new DecoderLayer(config, compute, i)).ToArray());
             _norm = new RmsNorm(config.Hidden, config.RmsNormEps);
             _rope = new RopeTable(config.Rope, config.HeadDim, config.MaxPositions);
-            _precision = config.Rope.Precision;
+            _compute = compute;
             register_module("embed_tokens", EmbedTokens);
             register_module("layers", _layers);
             register_module("norm", _norm);
@@ -113,7 +126,7 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
         {
             var x = EmbedTokens.forward(inputIds);
             var (cos, sin) = _rope.CosSin(attention.PositionIds);
-            var rotary = new RotaryInputs(cos, sin, _precision);
+            var rotary = new RotaryInputs(cos, sin, _compute.Rotation);
             foreach (var layer in _layers) x = layer.forward(x, rotary, attention);
             return _norm.forward(x);
         }
@@ -125,6 +138,10 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
     private sealed class Compute
     {
         public ScalarType? Autocast { get; set; }
+
+        public RopePrecision Rotation { get; set; }
+
+        public Action<int, Tensor, Tensor>? Probe { get; set; }
 
         public Tensor Project(Linear layer, Tensor x) => Linear(x, layer.weight!, layer.bias);
 
@@ -140,10 +157,10 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
         private readonly SelfAttention _attention;
         private readonly SwiGluMlp _mlp;
 
-        public DecoderLayer(ModelConfig config, Compute compute) : base("layer")
+        public DecoderLayer(ModelConfig config, Compute compute, int index) : base("layer")
         {
             _inputNorm = new RmsNorm(config.Hidden, config.RmsNormEps);
-            _attention = new SelfAttention(config, compute);
+            _attention = new SelfAttention(config, compute, index);
             _postAttentionNorm = new RmsNorm(config.Hidden, config.RmsNormEps);
             _mlp = new SwiGluMlp(config, compute);
             register_module("input_layernorm", _inputNorm);
@@ -163,12 +180,13 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
     private sealed class SelfAttention : nn.Module
     {
         private readonly Linear _q, _k, _v, _o;
-        private readonly int _heads, _kvHeads, _headDim;
+        private readonly int _heads, _kvHeads, _headDim, _layer;
         private readonly Compute _compute;
 
-        public SelfAttention(ModelConfig c, Compute compute) : base("self_attn")
+        public SelfAttention(ModelConfig c, Compute compute, int layer) : base("self_attn")
         {
             _compute = compute;
+            _layer = layer;
             (_heads, _kvHeads, _headDim) = (c.Heads, c.KvHeads, c.HeadDim);
             _q = nn.Linear(c.Hidden, c.Heads * c.HeadDim, hasBias: c.QkvBias);
             _k = nn.Linear(c.Hidden, c.KvHeads * c.HeadDim, hasBias: c.QkvBias);
@@ -187,6 +205,7 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
             var k = _compute.Project(_k, x).view(b, s, _kvHeads, _headDim).transpose(1, 2);
             var v = _compute.Project(_v, x).view(b, s, _kvHeads, _headDim).transpose(1, 2);
             (q, k) = RotaryEmbedding.Apply(q, k, rotary.Cos, rotary.Sin, rotary.Precision);
+            _compute.Probe?.Invoke(_layer, q, k);
             var o = PackedAttention.Forward(q, k, v, attention);
             return _compute.Project(_o, o.transpose(1, 2).reshape(b, s, _heads * _headDim));
         }
@@ -217,15 +236,19 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
 /// <summary>RMSNorm as HF computes it: in fp32, then scaled by <c>weight</c> in the input dtype.</summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _weight;
+    // TorchSharp's Module.to() swaps parameters and finds the fields to update by their registered name, so this
+    // field must be called exactly "weight".
+#pragma warning disable IDE1006
+    private Parameter weight;
+#pragma warning restore IDE1006
     private readonly double _eps;
 
     /// <summary>A norm over the last dimension of width <paramref name="dim"/>, weight initialized to 1.</summary>
     public RmsNorm(long dim, double eps) : base("RmsNorm")
     {
         _eps = eps;
-        _weight = new Parameter(ones(dim));
-        register_parameter("weight", _weight);
+        weight = new Parameter(ones(dim));
+        register_parameter(nameof(weight), weight);
     }
 
     /// <inheritdoc/>
@@ -235,6 +258,6 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         var h = x.to(ScalarType.Float32);
         var variance = h.pow(2).mean([-1L], keepdim: true);
         h = h * rsqrt(variance + _eps);
-        return _weight * h.to(dtype);
+        return weight * h.to(dtype);
     }
 }

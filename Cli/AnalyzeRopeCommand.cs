@@ -1,0 +1,210 @@
+using System.ComponentModel;
+using System.Globalization;
+using System.Text;
+using ModelGen.Analysis;
+using ModelGen.Backends.Torch;
+using ModelGen.Data;
+using Spectre.Console;
+using Spectre.Console.Cli;
+using static TorchSharp.torch;
+
+namespace ModelGen.Cli;
+
+/// <summary><c>modelgen analyze-rope</c>: how bf16 breaks RoPE's relative positions, as CSV and PNG plots.</summary>
+public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
+{
+    /// <summary>Arguments of <c>analyze-rope</c>.</summary>
+    public sealed class Settings : CommandSettings
+    {
+        /// <summary>Checkpoint folder, training run, or preset name.</summary>
+        [CommandArgument(0, "<MODEL>")]
+        [Description("An HF checkpoint folder, a training run folder, or a preset name (random-initialized with --seed).")]
+        public string Model { get; init; } = "";
+        /// <summary>Output folder.</summary>
+        [CommandOption("--out <DIR>")] [Description("Where the CSV files and plots go (default runs/rope-study).")] public string Out { get; init; } = Path.Combine("runs", "rope-study");
+        /// <summary>T.</summary>
+        [CommandOption("--seq <T>")] [Description("Sequence length T of D and the per-token view (default 1024; the paper used 4096).")] public int Seq { get; init; } = 1024;
+        /// <summary>Samples.</summary>
+        [CommandOption("--samples <N>")] [Description("Sequences averaged over (default 2).")] public int Samples { get; init; } = 2;
+        /// <summary>Longest D_logit length.</summary>
+        [CommandOption("--max-logit-length <T>")] [Description("Longest T of the D_logit curve, from 64 in powers of two (default 8192).")] public int MaxLogitLength { get; init; } = 8192;
+        /// <summary>Random tokens instead of a corpus.</summary>
+        [CommandOption("--random-tokens")] [Description("Use uniformly random token ids instead of corpus text.")] public bool RandomTokens { get; init; }
+        /// <summary>Corpus.</summary>
+        [CommandOption("--corpus <PATH>")] [Description("Text to tokenize (default: the embedded corpus).")] public string? Corpus { get; init; }
+        /// <summary>Seed.</summary>
+        [CommandOption("--seed <N>")] [Description("Seed of random weights and random tokens (default 0).")] public int Seed { get; init; }
+        /// <summary>Precisions.</summary>
+        [CommandOption("--precision <LIST>")] [Description("Comma list of bf16, bf16-rot-fp32, fp32 (default all three).")] public string Precision { get; init; } = "bf16,bf16-rot-fp32,fp32";
+
+        /// <inheritdoc/>
+        public override ValidationResult Validate()
+        {
+            if (Seq < 32) return ValidationResult.Error($"--seq must be at least 32, got {Seq}");
+            if (Samples < 1) return ValidationResult.Error($"--samples must be positive, got {Samples}");
+            if (MaxLogitLength < 64) return ValidationResult.Error($"--max-logit-length must be at least 64, got {MaxLogitLength}");
+            foreach (var p in Precision.Split(','))
+                if (!TryPrecision(p.Trim(), out _)) return ValidationResult.Error($"--precision '{p}' is not bf16, bf16-rot-fp32 or fp32");
+            return ValidationResult.Success();
+        }
+    }
+
+    internal static bool TryPrecision(string name, out StudyPrecision precision)
+    {
+        (bool ok, precision) = name switch
+        {
+            "bf16" => (true, StudyPrecision.Bf16),
+            "bf16-rot-fp32" => (true, StudyPrecision.Bf16RotationFp32),
+            "fp32" => (true, StudyPrecision.Fp32),
+            _ => (false, StudyPrecision.Fp32),
+        };
+        return ok;
+    }
+
+    internal static string Name(StudyPrecision p) => p switch
+    {
+        StudyPrecision.Bf16 => "bf16",
+        StudyPrecision.Bf16RotationFp32 => "bf16-rot-fp32",
+        _ => "fp32",
+    };
+
+    /// <inheritdoc/>
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        var (model, tokenizer, description) = LoadModel(s);
+        var logitLengths = new List<int>();
+        for (int t = 64; t <= s.MaxLogitLength; t *= 2) logitLengths.Add(t);
+        var options = new RopeStudyOptions
+        {
+            Length = s.Seq,
+            Samples = s.Samples,
+            LogitLengths = logitLengths,
+            Precisions = s.Precision.Split(',').Select(p => { TryPrecision(p.Trim(), out var v); return v; }).Distinct().ToList(),
+        };
+        int need = Math.Max(s.Seq, logitLengths.Max());
+        var sequences = s.RandomTokens || tokenizer is null
+            ? RandomSequences(model.Config, s.Samples, need, s.Seed)
+            : CorpusSequences(tokenizer, model.Config, s.Corpus, s.Samples, need);
+        Console.WriteLine($"model: {description}; T = {s.Seq}, Δ2 = {options.Delta2}, {s.Samples} sample(s) of {(s.RandomTokens || tokenizer is null ? "random tokens" : "corpus text")}");
+
+        bool live = !Console.IsErrorRedirected;
+        var result = RopeStudyRunner.Run(model, sequences, options, message => { if (live) Console.Error.Write($"\r{message,-70}"); });
+        if (live) Console.Error.WriteLine();
+        Directory.CreateDirectory(s.Out);
+        // The exact token ids, so a reference implementation (tools/rope_study_reference.py) can repeat the study.
+        File.WriteAllText(Path.Combine(s.Out, "tokens.json"), System.Text.Json.JsonSerializer.Serialize(
+            new { length = s.Seq, delta2 = options.Delta2, delta1 = options.Delta1, logit_lengths = options.LogitLengths, sequences = sequences.Take(s.Samples) }));
+        RopeStudyReport.Write(result, s.Out);
+        foreach (var (precision, points) in result.Deviation)
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{Name(precision),-14} D(Δ1=0) = {points.First(p => p.Delta1 == 0).D:G4}   mean D = {points.Average(p => p.D):G4}   first-token share = {result.PerToken[precision][0] / Math.Max(1e-300, result.PerToken[precision].Sum()):P1}   D_logit(T={result.LogitDeviation[precision][^1].Length}) = {result.LogitDeviation[precision][^1].DLogit:G4}"));
+        Console.WriteLine($"wrote {s.Out}: d_vs_delta.csv, per_token.csv, d_logit.csv, their .png plots, and tokens.json");
+        return 0;
+    }
+
+    private static (CausalLMModule, TextTokenizer?, string) LoadModel(Settings s)
+    {
+        if (Directory.Exists(s.Model))
+        {
+            string folder = Training.TrainingCheckpoint.Locate(s.Model) ?? s.Model;
+            var (config, model) = PretrainedModel.Load(folder, Models.ModelCatalog.All);
+            TextTokenizer? tokenizer = File.Exists(Path.Combine(folder, "trainer_state.json"))
+                ? Tokenizers.ByName(Training.TrainingCheckpoint.ReadState(folder).Tokenizer, folder)
+                : TextTokenizer.FromFolder(folder);
+            if (tokenizer is not null && tokenizer.MaxTokenId >= config.Vocab) tokenizer = null;
+            return (model, tokenizer, $"{config.Family} from {folder}");
+        }
+        var declaration = Models.ModelCatalog.All.FirstOrDefault(d => !d.IsFamily && string.Equals(d.Name, s.Model, StringComparison.OrdinalIgnoreCase))
+            ?? throw new ArgumentException($"'{s.Model}' is neither a checkpoint folder nor a preset");
+        random.manual_seed(s.Seed);
+        var gpt2 = TextTokenizer.Gpt2();
+        return (declaration.CreateTorchModel(declaration.Declared), gpt2.MaxTokenId < declaration.Declared.Vocab ? gpt2 : null, $"{declaration.Name}, random-initialized (seed {s.Seed})");
+    }
+
+    private static List<long[]> RandomSequences(ModelConfig config, int samples, int length, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, samples).Select(_ =>
+        {
+            var ids = new long[length];
+            for (int i = 0; i < length; i++) ids[i] = random.Next(3, config.Vocab);
+            ids[0] = config.AnchorTokenId;
+            return ids;
+        }).ToList();
+    }
+
+    private static List<long[]> CorpusSequences(TextTokenizer tokenizer, ModelConfig config, string? corpus, int samples, int length)
+    {
+        var documents = corpus is null ? TextCorpus.LoadDefault() : TextCorpus.Load(corpus);
+        var stream = documents.SelectMany(d => tokenizer.Encode(d.Text).Select(i => (long)i).Append(config.EosTokenId ?? config.AnchorTokenId)).ToArray();
+        var result = new List<long[]>();
+        for (int at = 0; result.Count < samples; at += length - 1)
+        {
+            if (at + length - 1 > stream.Length)
+                throw new InvalidDataException($"{corpus ?? TextCorpus.DefaultName}: {stream.Length} tokens are too few for {samples} sequence(s) of {length}");
+            result.Add([config.AnchorTokenId, .. stream[at..(at + length - 1)]]);
+        }
+        return result;
+    }
+}
+
+/// <summary>CSV files and ScottPlot charts of a <see cref="RopeStudyResult"/>.</summary>
+public static class RopeStudyReport
+{
+    /// <summary>Writes d_vs_delta, per_token and d_logit as .csv and .png into <paramref name="folder"/>.</summary>
+    public static void Write(RopeStudyResult result, string folder)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var csv = new StringBuilder("precision,delta1,D\n");
+        foreach (var (p, points) in result.Deviation)
+            foreach (var (d, v) in points) csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{d},{v:R}\n");
+        File.WriteAllText(Path.Combine(folder, "d_vs_delta.csv"), csv.ToString());
+
+        csv = new StringBuilder("precision,token,deviation\n");
+        foreach (var (p, values) in result.PerToken)
+            for (int j = 0; j < values.Length; j++) csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{j},{values[j]:R}\n");
+        File.WriteAllText(Path.Combine(folder, "per_token.csv"), csv.ToString());
+
+        csv = new StringBuilder("precision,T,D_logit\n");
+        foreach (var (p, points) in result.LogitDeviation)
+            foreach (var (t, v) in points) csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{t},{v:R}\n");
+        File.WriteAllText(Path.Combine(folder, "d_logit.csv"), csv.ToString());
+
+        var plot = new ScottPlot.Plot();
+        foreach (var (p, points) in result.Deviation)
+        {
+            var line = plot.Add.Scatter(points.Select(x => (double)x.Delta1).ToArray(), points.Select(x => x.D).ToArray());
+            line.LegendText = AnalyzeRopeCommand.Name(p);
+        }
+        plot.Axes.Bottom.Label.Text = "Δ1 (Δ2 = 16)";
+        plot.Axes.Left.Label.Text = "D(X, Δ1, Δ2)";
+        plot.Title("Attention deviation under a position shift");
+        plot.ShowLegend();
+        plot.SavePng(Path.Combine(folder, "d_vs_delta.png"), 800, 500);
+
+        plot = new ScottPlot.Plot();
+        foreach (var (p, values) in result.PerToken)
+        {
+            int shown = Math.Min(64, values.Length);
+            var bars = plot.Add.Bars(Enumerable.Range(0, shown).Select(i => (double)i).ToArray(), values[..shown]);
+            bars.LegendText = AnalyzeRopeCommand.Name(p);
+        }
+        plot.Axes.Bottom.Label.Text = "key position j (first 64)";
+        plot.Axes.Left.Label.Text = "Σ_l,h n_j Σ_i |ΔATTN_ij|  (Δ1 = 0, Δ2 = 16)";
+        plot.Title("Per-token deviation: the first token dominates");
+        plot.ShowLegend();
+        plot.SavePng(Path.Combine(folder, "per_token.png"), 800, 500);
+
+        plot = new ScottPlot.Plot();
+        foreach (var (p, points) in result.LogitDeviation)
+        {
+            var line = plot.Add.Scatter(points.Select(x => Math.Log2(x.Length)).ToArray(), points.Select(x => x.DLogit).ToArray());
+            line.LegendText = AnalyzeRopeCommand.Name(p);
+        }
+        plot.Axes.Bottom.Label.Text = "log2 T";
+        plot.Axes.Left.Label.Text = "D_logit(T) against the first key";
+        plot.Title("First-token logit deviation grows with length");
+        plot.ShowLegend();
+        plot.SavePng(Path.Combine(folder, "d_logit.png"), 800, 500);
+    }
+}
