@@ -69,11 +69,22 @@ public sealed class TextTokenizer
         var special = new Dictionary<string, int>();
         if (root.TryGetProperty("added_tokens", out var added))
             foreach (var a in added.EnumerateArray()) special[a.GetProperty("content").GetString()!] = a.GetProperty("id").GetInt32();
-        var t = BpeTokenizer.Create(new BpeOptions(vocab) { Merges = merges, SpecialTokens = special, ByteLevel = true });
+        var t = BpeTokenizer.Create(new BpeOptions(vocab)
+        {
+            Merges = merges,
+            SpecialTokens = special,
+            ByteLevel = true,
+            // The ByteLevel pre-tokenizer's split (GPT-2's pattern): spaces stay attached to the following word.
+            PreTokenizer = new RegexPreTokenizer(ByteLevelSplit, special),
+        });
         int maxId = Math.Max(vocab.Max(v => v.Value), special.Count > 0 ? special.Values.Max() : 0);
         int? Find(params string[] names) => names.Select(n => special.TryGetValue(n, out int id) ? id : (int?)null).FirstOrDefault(i => i is not null);
         return new TextTokenizer(t, path, maxId, Find("<|begin_of_text|>", "<s>", "<|startoftext|>"), Find("<|end_of_text|>", "</s>", "<|endoftext|>", "<|im_end|>"));
     }
+
+    private static readonly System.Text.RegularExpressions.Regex ByteLevelSplit = new(
+        @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+        System.Text.RegularExpressions.RegexOptions.Compiled);
 
     /// <summary>Token ids of <paramref name="text"/> (no special tokens added).</summary>
     public IReadOnlyList<int> Encode(string text) => Inner.EncodeToIds(text);

@@ -45,3 +45,32 @@ public class TokenizerFolderTests
         Assert.Contains("WordPiece", e.Message);
     }
 }
+
+/// <summary>Real tokenizers made by the Python sentencepiece and tokenizers packages (tests/fixtures/tokenizers).</summary>
+public class RealTokenizerTests
+{
+    private static readonly System.Text.Json.JsonElement Expected =
+        System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.Root, "tokenizers", "expected.json"))).RootElement;
+
+    private static int[] Ids(string name) => Expected.GetProperty(name).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+
+    [Fact]
+    public void A_SentencePiece_model_encodes_like_the_sentencepiece_library()
+    {
+        var t = TextTokenizer.FromFolder(Path.Combine(Fixtures.Root, "tokenizers", "spm"))!;
+        string text = Expected.GetProperty("text").GetString()!;
+        Assert.Equal(Ids("spm_ids"), t.Encode(text));
+        Assert.Equal(text, t.Decode(t.Encode(text)));
+        Assert.Equal((1, 2, 399), (t.BosTokenId, t.EosTokenId, t.MaxTokenId));
+    }
+
+    [Fact]
+    public void An_HF_byte_level_tokenizer_json_encodes_like_the_tokenizers_library()
+    {
+        var t = TextTokenizer.FromFolder(Path.Combine(Fixtures.Root, "tokenizers", "bpe"))!;
+        string text = Expected.GetProperty("text").GetString()!;
+        Assert.Equal(Ids("bpe_ids"), t.Encode(text));
+        Assert.Equal(text, t.Decode(t.Encode(text)));
+        Assert.Equal(0, t.EosTokenId);
+    }
+}
