@@ -191,7 +191,7 @@ public static class RopeStudyReport
         }
         plot.Axes.Bottom.Label.Text = "key position j (first 64)";
         plot.Axes.Left.Label.Text = "Σ_l,h n_j Σ_i |ΔATTN_ij|  (Δ1 = 0, Δ2 = 16)";
-        plot.Title("Per-token deviation: the first token dominates");
+        plot.Title("Per-token deviation (first 64 key positions)");
         plot.ShowLegend();
         plot.SavePng(Path.Combine(folder, "per_token.png"), 800, 500);
 
@@ -203,7 +203,7 @@ public static class RopeStudyReport
         }
         plot.Axes.Bottom.Label.Text = "log2 T";
         plot.Axes.Left.Label.Text = "D_logit(T) against the first key";
-        plot.Title("First-token logit deviation grows with length");
+        plot.Title("First-token logit deviation against length");
         plot.ShowLegend();
         plot.SavePng(Path.Combine(folder, "d_logit.png"), 800, 500);
     }

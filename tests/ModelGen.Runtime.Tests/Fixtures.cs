@@ -19,7 +19,7 @@ public static class Fixtures
 
     /// <summary>Every fixture folder that has reference logits.</summary>
     public static IEnumerable<string> AllWithLogits() =>
-        new[] { "hf", "hf-more" }
+        new[] { "hf", "hf-more", "modelgen-written" }
             .SelectMany(set => Directory.GetDirectories(Path.Combine(Root, set)).Select(d => $"{set}/{Path.GetFileName(d)}"))
             .Where(n => File.Exists(Path.Combine(Root, n, "expected.safetensors")))
             .Order();
