@@ -34,6 +34,8 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
         [CommandOption("--corpus <PATH>")] [Description("Text to tokenize (default: the embedded corpus).")] public string? Corpus { get; init; }
         /// <summary>Seed.</summary>
         [CommandOption("--seed <N>")] [Description("Seed of random weights and random tokens (default 0).")] public int Seed { get; init; }
+        /// <summary>Redraw the plots of an earlier study from its CSV files.</summary>
+        [CommandOption("--replot")] [Description("Only redraw the PNG plots of the study in MODEL (a study output folder) from its CSV files.")] public bool Replot { get; init; }
         /// <summary>Precisions.</summary>
         [CommandOption("--precision <LIST>")] [Description("Comma list of bf16, bf16-rot-fp32, fp32 (default all three).")] public string Precision { get; init; } = "bf16,bf16-rot-fp32,fp32";
 
@@ -71,6 +73,12 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
+        if (s.Replot)
+        {
+            RopeStudyReport.Plot(RopeStudyReport.Read(s.Model), s.Model);
+            Console.WriteLine($"redrew the plots in {s.Model}");
+            return 0;
+        }
         var (model, tokenizer, description) = LoadModel(s);
         var logitLengths = new List<int>();
         for (int t = 64; t <= s.MaxLogitLength; t *= 2) logitLengths.Add(t);
@@ -169,7 +177,28 @@ public static class RopeStudyReport
         foreach (var (p, points) in result.LogitDeviation)
             foreach (var (t, v) in points) csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{t},{v:R}\n");
         File.WriteAllText(Path.Combine(folder, "d_logit.csv"), csv.ToString());
+        Plot(result, folder);
+    }
 
+    /// <summary>Reads a study back from the CSV files <see cref="Write"/> made.</summary>
+    public static RopeStudyResult Read(string folder)
+    {
+        static IEnumerable<string[]> Rows(string path) =>
+            File.Exists(path) ? File.ReadLines(path).Skip(1).Where(l => l.Length > 0).Select(l => l.Split(','))
+            : throw new FileNotFoundException($"{path}: not a study folder (no such CSV file)", path);
+        static StudyPrecision P(string name, string file) =>
+            AnalyzeRopeCommand.TryPrecision(name, out var p) ? p : throw new InvalidDataException($"{file}: unknown precision '{name}'");
+        static double D(string v) => double.Parse(v, CultureInfo.InvariantCulture);
+        string dv = Path.Combine(folder, "d_vs_delta.csv"), pt = Path.Combine(folder, "per_token.csv"), dl = Path.Combine(folder, "d_logit.csv");
+        var deviation = Rows(dv).GroupBy(r => P(r[0], dv)).ToDictionary(g => g.Key, g => (IReadOnlyList<(long, double)>)g.Select(r => (long.Parse(r[1], CultureInfo.InvariantCulture), D(r[2]))).ToList());
+        var perToken = Rows(pt).GroupBy(r => P(r[0], pt)).ToDictionary(g => g.Key, g => g.OrderBy(r => int.Parse(r[1], CultureInfo.InvariantCulture)).Select(r => D(r[2])).ToArray());
+        var logit = Rows(dl).GroupBy(r => P(r[0], dl)).ToDictionary(g => g.Key, g => (IReadOnlyList<(int, double)>)g.Select(r => (int.Parse(r[1], CultureInfo.InvariantCulture), D(r[2]))).ToList());
+        return new RopeStudyResult(deviation, perToken, logit);
+    }
+
+    /// <summary>Draws d_vs_delta.png, per_token.png and d_logit.png.</summary>
+    public static void Plot(RopeStudyResult result, string folder)
+    {
         var plot = new ScottPlot.Plot();
         foreach (var (p, points) in result.Deviation)
         {
