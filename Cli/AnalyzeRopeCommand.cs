@@ -114,12 +114,8 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
     {
         if (Directory.Exists(s.Model))
         {
-            string folder = Training.TrainingCheckpoint.Locate(s.Model) ?? s.Model;
-            var (config, model) = PretrainedModel.Load(folder, Models.ModelCatalog.All);
-            TextTokenizer? tokenizer = File.Exists(Path.Combine(folder, "trainer_state.json"))
-                ? Tokenizers.ByName(Training.TrainingCheckpoint.ReadState(folder).Tokenizer, folder)
-                : TextTokenizer.FromFolder(folder);
-            if (tokenizer is not null && tokenizer.MaxTokenId >= config.Vocab) tokenizer = null;
+            var (folder, config, model, tokenizer) = LoadedModel.Open(s.Model);
+            if (tokenizer is not null && tokenizer.MaxTokenId >= config.Vocab) tokenizer = null; // fall back to random tokens
             return (model, tokenizer, $"{config.Family} from {folder}");
         }
         var declaration = Models.ModelCatalog.All.FirstOrDefault(d => !d.IsFamily && string.Equals(d.Name, s.Model, StringComparison.OrdinalIgnoreCase))

@@ -39,12 +39,8 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        string folder = TrainingCheckpoint.Locate(s.Directory) ?? s.Directory;
-        if (!System.IO.Directory.Exists(folder)) throw new DirectoryNotFoundException($"{s.Directory}: no such folder");
-        var (config, model) = PretrainedModel.Load(folder, Models.ModelCatalog.All);
-        var tokenizer = File.Exists(Path.Combine(folder, "trainer_state.json"))
-            ? Tokenizers.ByName(TrainingCheckpoint.ReadState(folder).Tokenizer, folder)
-            : TextTokenizer.FromFolder(folder) ?? TextTokenizer.Gpt2();
+        var (folder, config, model, saved) = LoadedModel.Open(s.Directory);
+        var tokenizer = saved ?? TextTokenizer.Gpt2();
         tokenizer.RequireFits(config, Path.Combine(folder, "config.json"));
 
         var ids = new List<long> { config.AnchorTokenId };

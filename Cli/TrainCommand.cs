@@ -167,18 +167,16 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
     {
         if (s.Resume is not null)
         {
-            string checkpoint = TrainingCheckpoint.Locate(s.Resume)
-                ?? throw new DirectoryNotFoundException($"{s.Resume}: no checkpoint to resume from");
-            var (config, model) = PretrainedModel.Load(checkpoint, Models.ModelCatalog.All);
-            var state = TrainingCheckpoint.ReadState(checkpoint);
-            var tokenizer = Tokenizers.ByName(state.Tokenizer, checkpoint);
+            if (TrainingCheckpoint.Locate(s.Resume) is null) throw new DirectoryNotFoundException($"{s.Resume}: no checkpoint to resume from");
+            var (checkpoint, config, model, saved) = LoadedModel.Open(s.Resume);
+            var tokenizer = saved ?? throw new FileNotFoundException($"{checkpoint}: the run's tokenizer cannot be found");
             tokenizer.RequireFits(config, Path.Combine(checkpoint, "config.json"));
             return (model, tokenizer, false, $"{config.Family} from {checkpoint}");
         }
         if (Directory.Exists(s.Model))
         {
-            var (config, model) = PretrainedModel.Load(s.Model, Models.ModelCatalog.All);
-            var tokenizer = TextTokenizer.FromFolder(s.Model) ?? TextTokenizer.Gpt2();
+            var (_, config, model, saved) = LoadedModel.Open(s.Model);
+            var tokenizer = saved ?? TextTokenizer.Gpt2();
             tokenizer.RequireFits(config, Path.Combine(s.Model, "config.json"));
             return (model, tokenizer, false, $"{config.Family} from {s.Model}");
         }
@@ -189,13 +187,4 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         random.manual_seed(s.Seed);
         return (declaration.CreateTorchModel(declaration.Declared), gpt2, true, declaration.Name);
     }
-}
-
-/// <summary>Finds the tokenizer a run recorded.</summary>
-internal static class Tokenizers
-{
-    public static TextTokenizer ByName(string name, string checkpoint) =>
-        name.StartsWith("gpt2", StringComparison.Ordinal) ? TextTokenizer.Gpt2()
-        : TextTokenizer.FromFolder(Path.GetDirectoryName(name) ?? checkpoint)
-          ?? throw new FileNotFoundException($"{checkpoint}: the run used tokenizer '{name}', which is no longer there");
 }

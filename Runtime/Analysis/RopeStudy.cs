@@ -58,7 +58,9 @@ public static class RopeStudy
         var kk = k.repeat_interleave(heads / k.shape[1], dim: 1);
         var s = matmul(q[0].to(ScalarType.Float64), kk[0].to(ScalarType.Float64).transpose(-1, -2)) / Math.Sqrt(d);
         using var causal = ones(t, t, dtype: ScalarType.Bool).triu(1);
-        return s.masked_fill(causal, double.NegativeInfinity);
+        // An explicit Scalar kept alive across the call: an implicit temporary can be finalized while native code reads it.
+        using var negativeInfinity = double.NegativeInfinity.ToScalar();
+        return s.masked_fill(causal, negativeInfinity);
     }
 
     /// <summary>

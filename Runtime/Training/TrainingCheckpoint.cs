@@ -18,7 +18,9 @@ public static class TrainingCheckpoint
 {
     /// <summary>Folder name inside the run's output folder.</summary>
     public const string FolderName = "checkpoint";
-    private const string StateFile = "trainer_state.json";
+    /// <summary>The trainer state's file name inside a checkpoint folder.</summary>
+    public const string StateFileName = "trainer_state.json";
+    private const string StateFile = StateFileName;
     private const string OptimizerFile = "optimizer.bin";
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };

@@ -55,9 +55,10 @@ public sealed class CausalLMModule : nn.Module<Tensor, AttentionInputs, Tensor>
             register_module("lm_head", _lmHead);
         }
         using var _ = no_grad();
+        using var one = 1.0.ToScalar(); // explicit and alive across the native calls (see RopeStudy.Scores)
         foreach (var (name, p) in named_parameters())
         {
-            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(one);
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
             else p.normal_(0.0, initStd);
         }

@@ -93,26 +93,19 @@ public class AnalyzeRopeCliTests
     public void Analyze_rope_writes_csv_plots_and_tokens_and_replots_from_its_csv()
     {
         using var folder = new ScratchFolder();
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(new StringWriter());
-        Console.SetError(new StringWriter());
-        try
+        Assert.Equal(0, ModelGen.Tests.Cli.CliRunner.Run("analyze-rope", Fixtures.Path_("hf/llama"), "--random-tokens", "--seq", "64",
+            "--samples", "1", "--max-logit-length", "128", "--precision", "bf16,fp32", "--out", folder.Path).Code);
+        foreach (var f in new[] { "d_vs_delta", "per_token", "d_logit" })
         {
-            Assert.Equal(0, ModelGen.Cli.Program.Main(["analyze-rope", Fixtures.Path_("hf/llama"), "--random-tokens", "--seq", "64",
-                "--samples", "1", "--max-logit-length", "128", "--precision", "bf16,fp32", "--out", folder.Path]));
-            foreach (var f in new[] { "d_vs_delta", "per_token", "d_logit" })
-            {
-                Assert.True(File.Exists(Path.Combine(folder.Path, f + ".csv")));
-                Assert.True(new FileInfo(Path.Combine(folder.Path, f + ".png")).Length > 1000);
-            }
-            var result = ModelGen.Cli.RopeStudyReport.Read(folder.Path);
-            Assert.Equal(19, result.Deviation[StudyPrecision.Bf16].Count);
-            Assert.Equal(64, result.PerToken[StudyPrecision.Fp32].Length);
-            Assert.Contains("sequences", File.ReadAllText(Path.Combine(folder.Path, "tokens.json")));
-            File.Delete(Path.Combine(folder.Path, "d_logit.png"));
-            Assert.Equal(0, ModelGen.Cli.Program.Main(["analyze-rope", folder.Path, "--replot"]));
-            Assert.True(File.Exists(Path.Combine(folder.Path, "d_logit.png")));
+            Assert.True(File.Exists(Path.Combine(folder.Path, f + ".csv")));
+            Assert.True(new FileInfo(Path.Combine(folder.Path, f + ".png")).Length > 1000);
         }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+        var result = ModelGen.Cli.RopeStudyReport.Read(folder.Path);
+        Assert.Equal(19, result.Deviation[StudyPrecision.Bf16].Count);
+        Assert.Equal(64, result.PerToken[StudyPrecision.Fp32].Length);
+        Assert.Contains("sequences", File.ReadAllText(Path.Combine(folder.Path, "tokens.json")));
+        File.Delete(Path.Combine(folder.Path, "d_logit.png"));
+        Assert.Equal(0, ModelGen.Tests.Cli.CliRunner.Run("analyze-rope", folder.Path, "--replot").Code);
+        Assert.True(File.Exists(Path.Combine(folder.Path, "d_logit.png")));
     }
 }

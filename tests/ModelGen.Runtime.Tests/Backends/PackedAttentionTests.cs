@@ -19,7 +19,9 @@ public class PackedAttentionTests
         k = k.repeat_interleave(group, dim: 1);
         v = v.repeat_interleave(group, dim: 1);
         var scores = matmul(q.to(ScalarType.Float64), k.to(ScalarType.Float64).transpose(-1, -2)) / Math.Sqrt(q.shape[3]);
-        scores = scores.masked_fill(tensor(allowed, [s, s]).logical_not(), double.NegativeInfinity);
+        using var negativeInfinity = double.NegativeInfinity.ToScalar(); // kept alive across the native call
+        using var disallowed = tensor(allowed, [s, s]).logical_not();
+        scores = scores.masked_fill(disallowed, negativeInfinity);
         return matmul(scores.softmax(-1), v.to(ScalarType.Float64)).to(ScalarType.Float32);
     }
 
