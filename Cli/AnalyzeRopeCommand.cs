@@ -201,11 +201,7 @@ public static class RopeStudyReport
             var line = plot.Add.Scatter(points.Select(x => (double)x.Delta1).ToArray(), points.Select(x => x.D).ToArray());
             line.LegendText = AnalyzeRopeCommand.Name(p);
         }
-        plot.Axes.Bottom.Label.Text = "Δ1 (Δ2 = 16)";
-        plot.Axes.Left.Label.Text = "D(X, Δ1, Δ2)";
-        plot.Title("Attention deviation under a position shift");
-        plot.ShowLegend();
-        plot.SavePng(Path.Combine(folder, "d_vs_delta.png"), 800, 500);
+        Save(plot, "Δ1 (Δ2 = 16)", "D(X, Δ1, Δ2)", "Attention deviation under a position shift", Path.Combine(folder, "d_vs_delta.png"));
 
         plot = new ScottPlot.Plot();
         foreach (var (p, values) in result.PerToken)
@@ -214,11 +210,7 @@ public static class RopeStudyReport
             var bars = plot.Add.Bars(Enumerable.Range(0, shown).Select(i => (double)i).ToArray(), values[..shown]);
             bars.LegendText = AnalyzeRopeCommand.Name(p);
         }
-        plot.Axes.Bottom.Label.Text = "key position j (first 64)";
-        plot.Axes.Left.Label.Text = "Σ_l,h n_j Σ_i |ΔATTN_ij|  (Δ1 = 0, Δ2 = 16)";
-        plot.Title("Per-token deviation (first 64 key positions)");
-        plot.ShowLegend();
-        plot.SavePng(Path.Combine(folder, "per_token.png"), 800, 500);
+        Save(plot, "key position j (first 64)", "Σ_l,h n_j Σ_i |ΔATTN_ij|  (Δ1 = 0, Δ2 = 16)", "Per-token deviation (first 64 key positions)", Path.Combine(folder, "per_token.png"));
 
         plot = new ScottPlot.Plot();
         foreach (var (p, points) in result.LogitDeviation)
@@ -226,10 +218,15 @@ public static class RopeStudyReport
             var line = plot.Add.Scatter(points.Select(x => Math.Log2(x.Length)).ToArray(), points.Select(x => x.DLogit).ToArray());
             line.LegendText = AnalyzeRopeCommand.Name(p);
         }
-        plot.Axes.Bottom.Label.Text = "log2 T";
-        plot.Axes.Left.Label.Text = "D_logit(T) against the first key";
-        plot.Title("First-token logit deviation against length");
+        Save(plot, "log2 T", "D_logit(T) against the first key", "First-token logit deviation against length", Path.Combine(folder, "d_logit.png"));
+    }
+
+    private static void Save(ScottPlot.Plot plot, string x, string y, string title, string path)
+    {
+        plot.Axes.Bottom.Label.Text = x;
+        plot.Axes.Left.Label.Text = y;
+        plot.Title(title);
         plot.ShowLegend();
-        plot.SavePng(Path.Combine(folder, "d_logit.png"), 800, 500);
+        plot.SavePng(path, 800, 500);
     }
 }

@@ -20,12 +20,12 @@ public readonly record struct AttentionMask(MaskKind Kind, int? SlidingWindow = 
         return Kind == MaskKind.Anchor && k < layout.AnchorLength;
     }
 
-    /// <summary>Number of allowed (q, k) pairs, from the span boundaries in O(documents) (no window) — the work
-    /// a mask-aware kernel does, against L(L+1)/2 for full causal.</summary>
+    /// <summary>Number of allowed (q, k) pairs — the work a mask-aware kernel does, against L(L+1)/2 for full causal —
+    /// from the span boundaries: O(documents) without a window, O(L) with one.</summary>
     public long AllowedPairs(DocumentLayout layout)
     {
         long L = layout.Length;
-        if (SlidingWindow is not null) return CountByPredicate(layout);
+        if (SlidingWindow is { } window) return CountPerQuery(layout, window);
         if (Kind == MaskKind.Causal) return L * (L + 1) / 2;
         long pairs = 0;
         int a = layout.AnchorLength;
@@ -38,14 +38,14 @@ public readonly record struct AttentionMask(MaskKind Kind, int? SlidingWindow = 
         return pairs;
     }
 
-    private long CountByPredicate(DocumentLayout layout)
+    /// <summary>With a sliding window: per query, the keys its window and document (plus the anchor) reach, O(L).</summary>
+    private long CountPerQuery(DocumentLayout layout, int window)
     {
         long pairs = 0;
         for (int q = 0; q < layout.Length; q++)
         {
             var dq = layout.DocumentOf(q);
-            int w = SlidingWindow ?? int.MaxValue;
-            int lo = Math.Max(0, q - w + 1);
+            int lo = Math.Max(0, q - window + 1);
             int docLo = Kind == MaskKind.Causal ? 0 : dq.Start;
             pairs += q - Math.Max(lo, docLo) + 1;
             if (Kind == MaskKind.Anchor && dq.Id != 0)

@@ -119,7 +119,10 @@ public sealed class DocumentLayout : IEquatable<DocumentLayout>
     }
 
     /// <summary>The document holding token <paramref name="token"/> (binary search over span starts).</summary>
-    public DocumentSpan DocumentOf(int token)
+    public DocumentSpan DocumentOf(int token) => _documents[IndexOf(token)];
+
+    /// <summary>The index in <see cref="Documents"/> of the document holding <paramref name="token"/>.</summary>
+    public int IndexOf(int token)
     {
         if ((uint)token >= (uint)Length) throw new ArgumentOutOfRangeException(nameof(token));
         int lo = 0, hi = _documents.Length - 1;
@@ -128,7 +131,7 @@ public sealed class DocumentLayout : IEquatable<DocumentLayout>
             int mid = (lo + hi + 1) / 2;
             if (_documents[mid].Start <= token) lo = mid; else hi = mid - 1;
         }
-        return _documents[lo];
+        return lo;
     }
 
     /// <inheritdoc/>

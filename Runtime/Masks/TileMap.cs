@@ -93,9 +93,9 @@ public sealed class TileMap
         if (restK0 < k1)
         {
             // The rest: pairs inside one document. Walk the documents that overlap the query range.
-            var doc = layout.DocumentOf(q0);
+            int index = layout.IndexOf(q0);
+            var doc = layout.Documents[index];
             bool single = doc.End >= q1 && doc.Start <= restK0 && doc.End >= k1;
-            int index = IndexOf(layout, doc);
             for (int d = index; d < layout.Documents.Count && layout.Documents[d].Start < q1; d++)
             {
                 var span = layout.Documents[d];
@@ -107,17 +107,6 @@ public sealed class TileMap
             if (!single) allAllowed = false;
         }
         return !anyAllowed ? TileKind.Empty : allAllowed ? TileKind.Full : TileKind.Partial;
-    }
-
-    private static int IndexOf(DocumentLayout layout, DocumentSpan doc)
-    {
-        int lo = 0, hi = layout.Documents.Count - 1;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) / 2;
-            if (layout.Documents[mid].Start < doc.Start) lo = mid + 1; else hi = mid;
-        }
-        return lo;
     }
 
     /// <summary>

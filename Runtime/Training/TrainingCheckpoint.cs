@@ -20,7 +20,6 @@ public static class TrainingCheckpoint
     public const string FolderName = "checkpoint";
     /// <summary>The trainer state's file name inside a checkpoint folder.</summary>
     public const string StateFileName = "trainer_state.json";
-    private const string StateFile = StateFileName;
     private const string OptimizerFile = "optimizer.bin";
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
@@ -49,7 +48,7 @@ public static class TrainingCheckpoint
                 using var writer = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
                 optimizer.save_state_dict(writer);
             });
-            AtomicFile.WriteText(Path.Combine(fresh, StateFile), JsonSerializer.Serialize(state, Json));
+            AtomicFile.WriteText(Path.Combine(fresh, StateFileName), JsonSerializer.Serialize(state, Json));
             beforeSwap?.Invoke();
             Swap(final, fresh, outDirectory);
         }
@@ -81,7 +80,7 @@ public static class TrainingCheckpoint
         string final = Path.Combine(outDirectory, FolderName);
         if (Directory.Exists(final)) return final;
         if (!Directory.Exists(outDirectory)) return null;
-        var aside = Directory.GetDirectories(outDirectory, $".{FolderName}.old-*").Where(d => File.Exists(Path.Combine(d, StateFile))).ToList();
+        var aside = Directory.GetDirectories(outDirectory, $".{FolderName}.old-*").Where(d => File.Exists(Path.Combine(d, StateFileName))).ToList();
         if (aside.Count == 0) return null;
         Directory.Move(aside.OrderByDescending(Directory.GetLastWriteTimeUtc).First(), final);
         return final;
@@ -90,8 +89,8 @@ public static class TrainingCheckpoint
     /// <summary>Reads the trainer state of a checkpoint folder.</summary>
     public static TrainerState ReadState(string checkpoint)
     {
-        string path = Path.Combine(checkpoint, StateFile);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not a ModelGen training checkpoint (no {StateFile})", path);
+        string path = Path.Combine(checkpoint, StateFileName);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not a ModelGen training checkpoint (no {StateFileName})", path);
         return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path))
             ?? throw new InvalidDataException($"{path}: empty trainer state");
     }
