@@ -144,9 +144,8 @@ public sealed class Trainer
                 continue; // the data moved on; the step is retried on the next windows
             }
             nonFinite = 0;
-            double norm = _options.ClipNorm > 0
-                ? nn.utils.clip_grad_norm_(_model.parameters(), _options.ClipNorm)
-                : double.NaN;
+            // Clipping off = an infinite bound: the gradients stay as they are and the norm is still measured.
+            double norm = nn.utils.clip_grad_norm_(_model.parameters(), _options.ClipNorm > 0 ? _options.ClipNorm : double.PositiveInfinity);
             _optimizer.step();
             _step = step;
             _tokensSeen += tokens;

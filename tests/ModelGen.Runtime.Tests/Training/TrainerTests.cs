@@ -117,6 +117,15 @@ public class TrainerTests
     }
 
     [Fact]
+    public void Without_clipping_the_gradient_norm_is_still_reported()
+    {
+        using var folder = new ScratchFolder();
+        var result = Trainer.Start(NewModel(), Options(2) with { ClipNorm = 0 }, Windows(), folder.Path, "test").Run();
+        Assert.All(result.Metrics, m => Assert.True(double.IsFinite(m.GradNorm) && m.GradNorm > 0));
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(folder.Path, "metrics.jsonl")).Length);
+    }
+
+    [Fact]
     public void A_window_longer_than_the_model_context_is_rejected()
     {
         var e = Assert.Throws<ArgumentException>(() => (Options(1) with { SequenceLength = 512 }).Validate(Tiny));
