@@ -10,14 +10,30 @@ public readonly record struct AttentionMask(MaskKind Kind, int? SlidingWindow = 
     public bool ResetsPositions => Kind == MaskKind.IntraDocumentReset;
 
     /// <summary>Whether query <paramref name="q"/> may attend key <paramref name="k"/>.</summary>
-    public bool Allows(DocumentLayout layout, int q, int k)
+    public bool Allows(DocumentLayout layout, int q, int k) =>
+        Apply<bool, AllowsAction>(new AllowsAction(new HostDocuments(layout), q, k));
+
+    /// <summary>
+    /// Runs <paramref name="action"/> with this mask as its kernel-safe struct (<see cref="CausalMask"/> or
+    /// <see cref="DocumentMask"/>), so generic code — tile maps, kernels — is specialized per mask type.
+    /// </summary>
+    public TResult Apply<TResult, TAction>(TAction action) where TAction : IMaskAction<TResult>
     {
-        if (k > q) return false;
-        if (SlidingWindow is { } w && q - k >= w) return false;
-        if (Kind == MaskKind.Causal) return true;
-        var dq = layout.DocumentOf(q);
-        if (dq.Start <= k) return true; // same (contiguous) document
-        return Kind == MaskKind.Anchor && k < layout.AnchorLength;
+        int window = SlidingWindow ?? int.MaxValue;
+        return Kind switch
+        {
+            MaskKind.Causal => action.Run(new CausalMask(window)),
+            MaskKind.IntraDocument or MaskKind.IntraDocumentReset => action.Run(new DocumentMask(anchor: false, window)),
+            MaskKind.Anchor => action.Run(new DocumentMask(anchor: true, window)),
+            _ => throw new ArgumentOutOfRangeException(nameof(Kind), Kind, "unknown mask kind"),
+        };
+    }
+
+    private readonly struct AllowsAction(HostDocuments docs, int q, int k) : IMaskAction<bool>
+    {
+        public bool Run<TMask>(TMask mask) where TMask : struct, IAttentionMask =>
+            (uint)q < (uint)docs.Length && (uint)k < (uint)docs.Length &&
+            mask.Allows(docs, q, k, docs.IndexOf(q), docs.IndexOf(k));
     }
 
     /// <summary>Number of allowed (q, k) pairs — the work a mask-aware kernel does, against L(L+1)/2 for full causal —
@@ -53,4 +69,11 @@ public readonly record struct AttentionMask(MaskKind Kind, int? SlidingWindow = 
         }
         return pairs;
     }
+}
+
+/// <summary>Generic code that runs with a mask's kernel-safe struct type (see <see cref="AttentionMask.Apply{TResult, TAction}"/>).</summary>
+public interface IMaskAction<out TResult>
+{
+    /// <summary>Runs with <paramref name="mask"/>.</summary>
+    TResult Run<TMask>(TMask mask) where TMask : struct, IAttentionMask;
 }
