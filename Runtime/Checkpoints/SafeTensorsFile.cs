@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 using static TorchSharp.torch;
@@ -171,21 +172,59 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         return dtype is { } t && t != stored ? result.to(t) : result;
     }
 
-    /// <summary>The values of a tensor as fp32.</summary>
+    /// <summary>The values of a tensor as fp32 (converted from any stored type, without TorchSharp).</summary>
     public float[] ReadFloat32(string name)
     {
-        using var t = ToTensor(name, ScalarType.Float32);
-        return t.data<float>().ToArray();
+        var info = Info(name);
+        var bytes = Bytes(name);
+        var result = new float[info.Elements];
+        switch (info.DType)
+        {
+            case DType.F32: MemoryMarshal.Cast<byte, float>(bytes).CopyTo(result); break;
+            case DType.BF16:
+                var bf = MemoryMarshal.Cast<byte, ushort>(bytes);
+                for (int i = 0; i < result.Length; i++) result[i] = BitConverter.Int32BitsToSingle(bf[i] << 16);
+                break;
+            case DType.F16:
+                var h = MemoryMarshal.Cast<byte, Half>(bytes);
+                for (int i = 0; i < result.Length; i++) result[i] = (float)h[i];
+                break;
+            case DType.F64:
+                var d = MemoryMarshal.Cast<byte, double>(bytes);
+                for (int i = 0; i < result.Length; i++) result[i] = (float)d[i];
+                break;
+            default:
+                var ints = ReadIntegers(info, bytes);
+                for (int i = 0; i < result.Length; i++) result[i] = ints[i];
+                break;
+        }
+        return result;
     }
 
-    /// <summary>The values of an integer tensor as int64.</summary>
+    /// <summary>The values of an integer tensor as int64 (without TorchSharp).</summary>
     public long[] ReadInt64(string name)
     {
         var info = Info(name);
         if (info.DType is DType.F64 or DType.F32 or DType.F16 or DType.BF16)
             throw new CheckpointException(Path, name, $"is {info.DType.Name()}, not an integer tensor");
-        using var t = ToTensor(name, ScalarType.Int64);
-        return t.data<long>().ToArray();
+        return ReadIntegers(info, Bytes(name));
+    }
+
+    private static long[] ReadIntegers(TensorInfo info, ReadOnlySpan<byte> bytes)
+    {
+        var result = new long[info.Elements];
+        for (int i = 0; i < result.Length; i++)
+        {
+            result[i] = info.DType switch
+            {
+                DType.I64 => MemoryMarshal.Cast<byte, long>(bytes)[i],
+                DType.I32 => MemoryMarshal.Cast<byte, int>(bytes)[i],
+                DType.I16 => MemoryMarshal.Cast<byte, short>(bytes)[i],
+                DType.I8 => (sbyte)bytes[i],
+                _ => bytes[i],
+            };
+        }
+        return result;
     }
 
     /// <inheritdoc/>

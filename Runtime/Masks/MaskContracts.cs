@@ -96,14 +96,17 @@ public readonly struct CausalMask(int window) : IAttentionMask
 /// </summary>
 public readonly struct DocumentMask(bool anchor, int window) : IAttentionMask
 {
+    // Stored as an int: kernel arguments must be blittable, and bool is not.
+    private readonly int _anchor = anchor ? 1 : 0;
+
     /// <summary>Whether keys of the anchor prefix are visible to every later query.</summary>
-    public bool Anchor { get; } = anchor;
+    public bool Anchor => _anchor != 0;
     /// <summary>The sliding window (int.MaxValue for none).</summary>
     public int Window { get; } = window;
 
     /// <inheritdoc/>
     public bool Allows<TDocs>(in TDocs docs, int q, int k, int docQ, int docK) where TDocs : struct, IDocumentBounds =>
-        k <= q && q - k < Window && (docK == docQ || (Anchor && k < docs.AnchorLength));
+        k <= q && q - k < Window && (docK == docQ || (_anchor != 0 && k < docs.AnchorLength));
 
     /// <inheritdoc/>
     public TileKind Classify<TDocs>(in TDocs docs, int q0, int q1, int k0, int k1) where TDocs : struct, IDocumentBounds
@@ -115,7 +118,7 @@ public readonly struct DocumentMask(bool anchor, int window) : IAttentionMask
         // part is, full when the parts cover it and every one is full.
         bool any = false, all = true;
         int restK0 = k0;
-        int a = Anchor ? docs.AnchorLength : 0;
+        int a = _anchor != 0 ? docs.AnchorLength : 0;
         if (a > k0)
         {
             // Keys of the anchor prefix: the causal window alone decides.

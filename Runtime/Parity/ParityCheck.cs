@@ -1,3 +1,4 @@
+using ModelGen.Backends.Ilgpu;
 using ModelGen.Backends.Torch;
 using ModelGen.Checkpoints;
 using ModelGen.Masks;
@@ -99,6 +100,102 @@ public static class ParityCheck
         return (AttentionInputs.Causal(positions, config.SlidingWindow),
             config.SlidingWindow is { } w ? $"causal, sliding window {w}" : "causal");
     }
+
+    /// <summary>
+    /// Runs the check on the ILGPU backend (<paramref name="device"/>, weights and activations in
+    /// <paramref name="dtype"/>), without TorchSharp. A 4D attention mask in the file is read back into document layouts
+    /// (<see cref="MaskRecovery"/>), since the kernels take layouts, never an L×L mask.
+    /// </summary>
+    public static ParityResult RunIlgpu(string directory, IEnumerable<ModelDeclaration> catalog, ParityOptions options, GpuDevice device, GpuDType dtype)
+    {
+        string expectedPath = Path.Combine(directory, "expected.safetensors");
+        if (!File.Exists(expectedPath)) throw new FileNotFoundException($"{expectedPath}: no expected.safetensors in the folder", expectedPath);
+        var declaration = PretrainedModel.Resolve(directory, catalog);
+        var config = declaration.FromHuggingFace(Path.Combine(directory, "config.json"));
+        using var expected = SafeTensorsFile.Open(expectedPath);
+        var idsInfo = RequiredInfo(expected, expectedPath, "input_ids");
+        if (idsInfo.Shape.Length != 2) throw new CheckpointException(expectedPath, "input_ids", $"must be [batch, seq], got [{string.Join(", ", idsInfo.Shape)}]");
+        int batch = (int)idsInfo.Shape[0], seq = (int)idsInfo.Shape[1];
+        var ids = expected.ReadInt64("input_ids").Select(v => v is < 0 or > int.MaxValue ? -1 : (int)v).ToArray();
+        var refInfo = RequiredInfo(expected, expectedPath, "logits");
+        long[] want = [batch, seq, config.Vocab];
+        if (!refInfo.Shape.SequenceEqual(want))
+            throw new CheckpointException(expectedPath, "logits", $"has shape [{string.Join(", ", refInfo.Shape)}] but input_ids and vocab_size give [{string.Join(", ", want)}]");
+        var reference = expected.ReadFloat32("logits");
+
+        int[] positions;
+        AttentionMask mask;
+        DocumentLayout[]? layouts;
+        string source;
+        if (options.Mask is { } kind)
+        {
+            var layout = LayoutFromOptions(expected, expectedPath, options, seq);
+            layouts = Enumerable.Repeat(layout, batch).ToArray();
+            mask = new AttentionMask(kind, config.SlidingWindow);
+            positions = Enumerable.Range(0, batch).SelectMany(_ => layout.PositionIds(mask.ResetsPositions).Select(p => (int)p)).ToArray();
+            source = $"{kind} mask from layout {layout}";
+        }
+        else
+        {
+            positions = expected.Tensors.ContainsKey("position_ids")
+                ? CheckedPositions(expected, expectedPath, batch, seq)
+                : Enumerable.Range(0, batch).SelectMany(_ => Enumerable.Range(0, seq)).ToArray();
+            if (expected.Tensors.ContainsKey("attention_mask"))
+            {
+                var info = expected.Info("attention_mask");
+                if (!info.Shape.SequenceEqual(new long[] { batch, 1, seq, seq }))
+                    throw new CheckpointException(expectedPath, "attention_mask", $"must be additive [{batch}, 1, {seq}, {seq}], got [{string.Join(", ", info.Shape)}]");
+                var additive = expected.ReadFloat32("attention_mask");
+                var recovered = MaskRecovery.Recover(batch, seq, (r, q, k) => additive[((long)r * seq + q) * seq + k] > -1e30f, config.SlidingWindow)
+                    ?? throw new CheckpointException(expectedPath, "attention_mask",
+                        "is not a causal, intra-document or anchor mask over contiguous documents, which is what the ILGPU backend runs");
+                (mask, layouts) = recovered;
+                source = $"4D attention_mask read back as {mask.Kind} over {layouts[0]}";
+            }
+            else
+            {
+                mask = new AttentionMask(MaskKind.Causal, config.SlidingWindow);
+                layouts = null;
+                source = config.SlidingWindow is { } w ? $"causal, sliding window {w}" : "causal";
+            }
+        }
+
+        using var checkpoint = CheckpointReader.Open(directory);
+        using var model = IlgpuCausalLM.Load(device, config, checkpoint, dtype);
+        using var gpuBatch = new GpuBatch(device, batch, seq);
+        gpuBatch.Upload(ids, positions, layouts, config.Vocab);
+        var logits = model.Logits(gpuBatch, mask);
+        double err = 0;
+        for (int i = 0; i < logits.Length; i++) err = Math.Max(err, Math.Abs(logits[i] - reference[i]));
+        if (double.IsNaN(logits.Sum())) err = double.NaN;
+        return new ParityResult(config, source, err, options.Tolerance, want);
+    }
+
+    private static DocumentLayout LayoutFromOptions(SafeTensorsFile expected, string path, ParityOptions options, int seq)
+    {
+        if (options.DocumentStarts is { } starts)
+        {
+            if (starts.Count == 0) throw new ArgumentException("--documents needs at least one document start");
+            return DocumentLayout.FromStarts(seq, starts[0], starts);
+        }
+        if (!expected.Tensors.ContainsKey("document_ids"))
+            throw new CheckpointException(path, "document_ids", "is needed for --mask without --documents, but the file has none");
+        var layout = DocumentLayout.FromDocumentIds(expected.ReadInt64("document_ids"));
+        if (layout.Length != seq) throw new CheckpointException(path, "document_ids", $"covers {layout.Length} tokens but input_ids has {seq}");
+        return layout;
+    }
+
+    private static int[] CheckedPositions(SafeTensorsFile expected, string path, int batch, int seq)
+    {
+        var info = expected.Info("position_ids");
+        if (!info.Shape.SequenceEqual(new long[] { batch, seq }))
+            throw new CheckpointException(path, "position_ids", $"has shape [{string.Join(", ", info.Shape)}] but input_ids is [{batch}, {seq}]");
+        return expected.ReadInt64("position_ids").Select(p => p is < 0 or > int.MaxValue
+            ? throw new CheckpointException(path, "position_ids", $"holds {p}, outside [0, {int.MaxValue}]") : (int)p).ToArray();
+    }
+
+    private static TensorInfo RequiredInfo(SafeTensorsFile file, string path, string name) =>
+        file.Tensors.TryGetValue(name, out var info) ? info : throw new CheckpointException(path, name, "is required but missing");
 
     private static Tensor Required(SafeTensorsFile file, string path, string name) =>
         file.Tensors.ContainsKey(name) ? file.ToTensor(name) : throw new CheckpointException(path, name, "is required but missing");

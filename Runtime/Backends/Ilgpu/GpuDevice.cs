@@ -1,0 +1,162 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+
+namespace ModelGen.Backends.Ilgpu;
+
+/// <summary>Which ILGPU accelerator to run on.</summary>
+public enum GpuKind
+{
+    /// <summary>The first CUDA GPU.</summary>
+    Cuda,
+    /// <summary>ILGPU's CPU accelerator, configured like an NVIDIA GPU (32-lane warps): slow, for tests.</summary>
+    Cpu,
+}
+
+/// <summary>Raised when the requested accelerator does not exist or cannot hold what is asked of it.</summary>
+public sealed class GpuUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// One ILGPU context and accelerator, with the kernels compiled for it. Every kernel is compiled once per
+/// (method, generic arguments) — a model's specialization structs and mask types are generic arguments — and the
+/// compiled launcher is cached for the life of the device, so a new batch never recompiles.
+/// </summary>
+public sealed class GpuDevice : IDisposable
+{
+    private readonly Context _context;
+    private readonly ConcurrentDictionary<(MethodInfo, bool), Delegate> _kernels = new();
+
+    private GpuDevice(Context context, Accelerator accelerator, GpuKind kind)
+    {
+        (_context, Accelerator, Kind) = (context, accelerator, kind);
+    }
+
+    /// <summary>The accelerator.</summary>
+    public Accelerator Accelerator { get; }
+
+    /// <summary>CUDA or the CPU emulator.</summary>
+    public GpuKind Kind { get; }
+
+    /// <summary>The stream every kernel and library call of this device runs on.</summary>
+    public AcceleratorStream Stream => Accelerator.DefaultStream;
+
+    /// <summary>Device name and memory, for logs.</summary>
+    public string Description => Kind == GpuKind.Cuda
+        ? $"{Accelerator.Name} ({Accelerator.MemorySize / (1024.0 * 1024 * 1024):F0} GiB, {((CudaAccelerator)Accelerator).Architecture})"
+        : $"ILGPU CPU accelerator ({Accelerator.WarpSize}-lane warps)";
+
+    /// <summary>
+    /// Warps per thread group for the row-wise kernels (reductions, attention). On CUDA four; on the CPU accelerator
+    /// one, because ILGPU emulates every lane as an OS thread and a group barrier then costs a context switch per thread.
+    /// </summary>
+    public int WarpsPerGroup => Kind == GpuKind.Cpu ? 1 : 4;
+
+    /// <summary>Threads per group of the row-wise kernels: <see cref="WarpsPerGroup"/> warps.</summary>
+    public int GroupSize => WarpsPerGroup * Accelerator.WarpSize;
+
+    /// <summary>Opens <paramref name="kind"/>; a missing CUDA device is a <see cref="GpuUnavailableException"/>.</summary>
+    /// <param name="kind">CUDA or the CPU accelerator.</param>
+    /// <param name="cpuWarpSize">
+    /// Lanes per warp on the CPU accelerator: 32 (NVIDIA's) by default; the kernels are written for any power of two,
+    /// and fewer lanes make the emulation much faster (every lane is an OS thread, every warp barrier a context switch each).
+    /// </param>
+    public static GpuDevice Open(GpuKind kind, int cpuWarpSize = 32)
+    {
+        if (kind == GpuKind.Cpu && (cpuWarpSize < 2 || cpuWarpSize > 32 || (cpuWarpSize & (cpuWarpSize - 1)) != 0))
+            throw new ArgumentOutOfRangeException(nameof(cpuWarpSize), cpuWarpSize, "the CPU accelerator's warp size must be a power of two from 2 to 32");
+        var context = Context.Create(builder =>
+        {
+            builder.Optimize(OptimizationLevel.O2);
+            // One 32-lane warp on one multiprocessor: NVIDIA's warp semantics with few enough emulated threads that a
+            // 2-core CI machine is not swamped (CPUDeviceKind.Nvidia emulates 1024 threads per group, each an OS thread).
+            if (kind == GpuKind.Cpu) builder.CPU(new CPUDevice(numThreadsPerWarp: cpuWarpSize, numWarpsPerMultiprocessor: 1, numMultiprocessors: 1));
+            else builder.Cuda();
+        });
+        try
+        {
+            if (kind == GpuKind.Cpu) return new GpuDevice(context, context.CreateCPUAccelerator(0), kind);
+            var devices = context.GetCudaDevices();
+            if (devices.Count == 0)
+                throw new GpuUnavailableException("no CUDA device found: ILGPU could not load the CUDA driver (libcuda.so) or the driver reports no GPU. Use the CPU accelerator (--device cpu) instead.");
+            return new GpuDevice(context, devices[0].CreateAccelerator(context), kind);
+        }
+        catch (Exception e) when (e is not GpuUnavailableException)
+        {
+            context.Dispose();
+            throw new GpuUnavailableException($"could not open the {kind} accelerator: {e.Message}", e);
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Parses a <c>--device</c> value: <c>cuda</c> or <c>cpu</c>.</summary>
+    public static bool TryParse(string? text, out GpuKind kind)
+    {
+        kind = text?.ToLowerInvariant() switch { "cuda" or "gpu" => GpuKind.Cuda, "cpu" => GpuKind.Cpu, _ => (GpuKind)(-1) };
+        return (int)kind >= 0;
+    }
+
+    /// <summary>An uninitialized device buffer of <paramref name="length"/> elements, with a clear error when it does not fit.</summary>
+    public MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length, string what) where T : unmanaged
+    {
+        try
+        {
+            return Accelerator.Allocate1D<T>(Math.Max(1, length));
+        }
+        catch (Exception e) when (e is OutOfMemoryException or CudaException or AcceleratorException)
+        {
+            long bytes = length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+            throw new GpuUnavailableException($"{what}: cannot allocate {Bytes(bytes)} on {Description}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Throws a clear error when <paramref name="bytes"/> more would not fit in device memory.</summary>
+    public void EnsureFits(long bytes, string what)
+    {
+        if (Kind == GpuKind.Cuda && bytes > Accelerator.MemorySize)
+            throw new GpuUnavailableException($"{what} needs {Bytes(bytes)} but {Description} has {Bytes(Accelerator.MemorySize)} of memory");
+    }
+
+    /// <summary>Human-readable byte count.</summary>
+    public static string Bytes(long bytes) => bytes switch
+    {
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):F1} MiB",
+        _ => $"{bytes} B",
+    };
+
+    /// <summary>
+    /// The launcher of an implicitly grouped kernel <c>static void K(Index1D i, TArgs args)</c> (a closed generic method
+    /// when specialized), compiled on first use and cached. Launch with <c>(Stream, extent, args)</c>.
+    /// </summary>
+    public Action<AcceleratorStream, Index1D, TArgs> Kernel<TArgs>(Action<Index1D, TArgs> kernel) where TArgs : struct =>
+        (Action<AcceleratorStream, Index1D, TArgs>)_kernels.GetOrAdd((kernel.Method, false),
+            static (key, acc) => acc.LoadAutoGroupedKernel(key.Item1).CreateLauncherDelegate<Action<AcceleratorStream, Index1D, TArgs>>(), Accelerator);
+
+    /// <summary>
+    /// The launcher of an explicitly grouped kernel <c>static void K(TArgs args)</c> (it reads <c>Grid</c>/<c>Group</c>
+    /// indices itself), compiled on first use and cached. Launch with <c>(Stream, (grid, group), args)</c>.
+    /// </summary>
+    public Action<AcceleratorStream, KernelConfig, TArgs> GroupedKernel<TArgs>(Action<TArgs> kernel) where TArgs : struct =>
+        (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, true),
+            static (key, acc) => acc.LoadKernel(key.Item1).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TArgs>>(), Accelerator);
+
+    /// <summary>Number of kernels compiled so far (each specialization once).</summary>
+    public int CompiledKernels => _kernels.Count;
+
+    /// <summary>Waits for all queued work.</summary>
+    public void Synchronize() => Stream.Synchronize();
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        _context.Dispose();
+    }
+}
