@@ -12,7 +12,8 @@ namespace ModelGen.Generators;
 
 /// <summary>
 /// Turns each <c>[CausalLM]</c> partial class into its configuration, weight list and kernel specialization,
-/// and each compilation into a <c>ModelCatalog</c>.
+/// each <c>[AttentionMask]</c> partial struct into a kernel-safe mask (<see cref="Masks.MaskPipeline"/>), and each
+/// compilation into a <c>ModelCatalog</c> and a <c>MaskCatalog</c>.
 /// </summary>
 /// <remarks>
 /// Pipeline: attribute → <see cref="DeclarationResult"/> (spec + diagnostics, value-equatable) → valid specs,
@@ -83,6 +84,7 @@ public sealed class ModelGenerator : IIncrementalGenerator
                 CatalogEmitter.NamespaceFor(c.AssemblyName),
                 c.GetTypeByMetadataName("ModelGen.ModelDeclaration") is not null))
             .WithTrackingName(Steps.CatalogTarget);
+        Masks.MaskPipeline.Initialize(context, target);
         IncrementalValueProvider<CatalogModel> catalog = set
             .Select(static (s, _) => s.Valid.Select(v => new CatalogEntry(v.GlobalName, v.Family, v.IsFamily)).ToEquatableArray())
             .Combine(target)

@@ -87,4 +87,70 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor DuplicateFamily = Error(
         "MG0015", "Family declared twice",
         "Family '{0}' is already declared by '{1}'; a compilation may have one family declaration (without [Decoder]) per model_type");
+
+    /// <summary>MG0016: the generated mask part must join a top-level non-generic partial struct.</summary>
+    public static readonly DiagnosticDescriptor MaskNotPartialStruct = Error(
+        "MG0016", "Mask declaration must be a top-level partial struct",
+        "Mask declaration '{0}' must be a top-level, non-generic 'partial struct' ({1})");
+
+    /// <summary>MG0017: the mask expression does not parse.</summary>
+    public static readonly DiagnosticDescriptor InvalidMaskExpression = Error(
+        "MG0017", "Invalid mask expression",
+        "Mask expression '{0}' is invalid at position {1}: {2}");
+
+    /// <summary>MG0018: a part the generator does not know.</summary>
+    public static readonly DiagnosticDescriptor UnknownMaskPart = Error(
+        "MG0018", "Unknown mask part",
+        "Unknown mask part '{0}'; known parts are {1}");
+
+    /// <summary>MG0019: a part's argument is missing, extra or not a positive integer.</summary>
+    public static readonly DiagnosticDescriptor BadMaskArgument = Error(
+        "MG0019", "Invalid mask part argument",
+        "Invalid mask part argument: {0}");
+
+    /// <summary>MG0020: the classifier's inclusion–exclusion is bounded to a few alternatives.</summary>
+    public static readonly DiagnosticDescriptor TooManyMaskTerms = Error(
+        "MG0020", "Too many mask alternatives",
+        "Mask expression '{0}' expands to {1} alternatives (ORs of ANDs); at most {2} are supported");
+
+    /// <summary>MG0021: the predicate's shape is wrong.</summary>
+    public static readonly DiagnosticDescriptor InvalidPredicate = Error(
+        "MG0021", "Invalid mask predicate",
+        "[MaskPredicate] method '{0}' is invalid: {1}");
+
+    /// <summary>MG0022: kernels cannot allocate managed objects.</summary>
+    public static readonly DiagnosticDescriptor PredicateAllocates = Error(
+        "MG0022", "Mask predicate allocates",
+        "Mask predicate '{0}' cannot run in a kernel: {1} allocates on the managed heap");
+
+    /// <summary>MG0023: kernels cannot dispatch through references.</summary>
+    public static readonly DiagnosticDescriptor PredicateCallsThroughReference = Error(
+        "MG0023", "Mask predicate calls through a reference",
+        "Mask predicate '{0}' cannot run in a kernel: the call to '{1}' is a virtual, interface or instance call on a reference type");
+
+    /// <summary>MG0024: kernels see only the predicate's arguments and constants.</summary>
+    public static readonly DiagnosticDescriptor PredicateUsesState = Error(
+        "MG0024", "Mask uses instance or mutable state",
+        "Mask '{0}' cannot run in a kernel: it uses {1}; a mask may use only its arguments, constants and readonly static values");
+
+    /// <summary>MG0025: kernels have no call stack to recurse on.</summary>
+    public static readonly DiagnosticDescriptor PredicateRecursive = Error(
+        "MG0025", "Mask predicate is recursive",
+        "Mask predicate '{0}' cannot run in a kernel: it calls itself{1}");
+
+    /// <summary>MG0026: kernels have no exceptions.</summary>
+    public static readonly DiagnosticDescriptor PredicateThrows = Error(
+        "MG0026", "Mask predicate uses exceptions",
+        "Mask predicate '{0}' cannot run in a kernel: {1}, and kernels have no exceptions");
+
+    /// <summary>MG0027: a predicate cannot be classified analytically; the fallback evaluates it per element.</summary>
+    public static readonly DiagnosticDescriptor PredicateClassifiedByElements = new(
+        "MG0027", "Mask tiles classified by evaluating the predicate",
+        "Mask '{0}': predicate '{1}' cannot be analyzed, so tiles its expression does not rule out are classified by evaluating it on every pair (once per tile map)",
+        Category, DiagnosticSeverity.Info, isEnabledByDefault: true);
+
+    /// <summary>MG0028: mask names are unique (the CLI and the registry look them up by name).</summary>
+    public static readonly DiagnosticDescriptor DuplicateMaskName = Error(
+        "MG0028", "Mask name declared twice",
+        "Mask name '{0}' is already declared by '{1}'");
 }
