@@ -44,7 +44,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         /// <summary>Accumulation.</summary>
         [CommandOption("--accum <N>")] [Description("Micro-batches per step (default 1).")] public int Accum { get; init; } = 1;
         /// <summary>Mask.</summary>
-        [CommandOption("--mask <KIND>")] [Description("full | intradoc | intradoc-reset | anchor (default anchor).")] public string Mask { get; init; } = "anchor";
+        [CommandOption("--mask <KIND>")] [Description("full | intradoc | intradoc-reset | anchor (default anchor), or a declared mask: anchor-sliding-window, prefix-lm-anchor, anchor-document-head, strided-anchor.")] public string Mask { get; init; } = "anchor";
         /// <summary>Sliding window.</summary>
         [CommandOption("--window <W>")] [Description("Sliding attention window (Mistral-style); default: the model's.")] public int? Window { get; init; }
         /// <summary>Peak learning rate.</summary>
@@ -73,7 +73,8 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
         /// <inheritdoc/>
         public override ValidationResult Validate()
         {
-            if (!MaskNames.TryParse(Mask, out _)) return ValidationResult.Error($"--mask '{Mask}' is not one of {MaskNames.Choices}");
+            if (!MaskNames.TryParse(Mask, out _) && Models.MaskCatalog.Find(Mask) is null)
+                return ValidationResult.Error($"--mask '{Mask}' is not one of {MaskNames.Choices} nor a declared mask ({string.Join(", ", Models.MaskCatalog.All.Select(m => m.Name))})");
             if (Schedule is not ("cosine" or "constant")) return ValidationResult.Error($"--schedule '{Schedule}' is not cosine or constant");
             if (Out is not null && Resume is not null && Path.GetFullPath(Out) != Path.GetFullPath(Resume))
                 return ValidationResult.Error("--out and --resume name different folders; a resumed run writes where it was saved");
@@ -98,7 +99,8 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
             DecaySteps = s.DecaySteps,
             WeightDecay = s.WeightDecay,
             ClipNorm = s.Clip,
-            Mask = MaskNames.Parse(s.Mask),
+            Mask = MaskNames.TryParse(s.Mask, out var kind) ? kind : default,
+            CustomMask = MaskNames.TryParse(s.Mask, out _) ? null : Models.MaskCatalog.Find(s.Mask)?.Name,
             SlidingWindow = s.Window,
             MaskBoundaryLoss = s.MaskBoundaryLoss,
             Bf16Autocast = s.Bf16,
@@ -116,7 +118,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
             : Trainer.Resume(model, options.Steps, windows, outDir);
         options = trainer.Options;
         Console.WriteLine($"model: {modelName} ({model.Config.ParameterCount().ToString("N0", CultureInfo.InvariantCulture)} parameters), tokenizer: {tokenizer.Name}");
-        Console.WriteLine($"data: {s.Corpus ?? TextCorpus.DefaultName}: {documents.Count} documents → {windows.Count} windows of {options.SequenceLength}; mask {options.Mask}");
+        Console.WriteLine($"data: {s.Corpus ?? TextCorpus.DefaultName}: {documents.Count} documents → {windows.Count} windows of {options.SequenceLength}; mask {options.CustomMask ?? options.Mask.ToString()}");
         Console.WriteLine($"optimizer: AdamW lr {options.LearningRate.ToString("G3", CultureInfo.InvariantCulture)} β ({options.Beta1}, {options.Beta2}) wd {options.WeightDecay}, {options.Schedule} after {options.WarmupSteps} warm-up steps{(options.Bf16Autocast ? ", bf16 autocast" : "")}");
         if (s.Resume is not null) Console.WriteLine($"resuming at step {trainer.Step + 1} of {options.Steps}");
         trainer.Warning += message => Console.Error.WriteLine($"warning: {message}");

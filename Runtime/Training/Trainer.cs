@@ -110,7 +110,9 @@ public sealed class Trainer
         var clock = Stopwatch.StartNew();
         int nonFinite = 0;
         string metricsPath = Path.Combine(_outDirectory, "metrics.jsonl");
-        var mask = new AttentionMask(_options.Mask, _options.SlidingWindow ?? _model.Config.SlidingWindow);
+        var mask = _options.CustomMask is { } name
+            ? AttentionMask.Of(MaskRegistry.Find(name) ?? throw new InvalidOperationException($"mask '{name}' is not declared"))
+            : new AttentionMask(_options.Mask, _options.SlidingWindow ?? _model.Config.SlidingWindow);
 
         while (_step < _options.Steps && !cancellation.IsCancellationRequested)
         {
@@ -174,7 +176,7 @@ public sealed class Trainer
             windows[i].Tokens.CopyTo(ids, i * s);
             windows[i].Labels.CopyTo(labels, i * s);
         }
-        var attention = mask.Kind == MaskKind.Causal
+        var attention = mask.Kind == MaskKind.Causal && mask.Custom is null
             ? AttentionInputs.Causal(b, s, mask.SlidingWindow)
             : AttentionInputs.Packed(windows.Select(w => w.Layout).ToArray(), mask);
         return (tensor(ids, [b, s]), tensor(labels, [b, s]), attention);

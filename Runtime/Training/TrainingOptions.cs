@@ -45,6 +45,8 @@ public sealed record TrainingOptions
     public double ClipNorm { get; init; } = 1.0;
     /// <summary>Attention mask of the packed windows.</summary>
     public MaskKind Mask { get; init; } = MaskKind.Anchor;
+    /// <summary>The name of a declared mask (<see cref="Masks.MaskRegistry"/>) to train with instead of <see cref="Mask"/>; null for none.</summary>
+    public string? CustomMask { get; init; }
     /// <summary>Sliding window for Mistral-style models; null = the model's own.</summary>
     public int? SlidingWindow { get; init; }
     /// <summary>Take no loss where one document's last token predicts the next document's first.</summary>
@@ -73,6 +75,8 @@ public sealed record TrainingOptions
         if (WeightDecay < 0) throw new ArgumentException($"--wd must be ≥ 0, got {WeightDecay}");
         if (ClipNorm < 0) throw new ArgumentException($"--clip must be ≥ 0, got {ClipNorm}");
         if (SlidingWindow is { } w && w <= 0) throw new ArgumentException($"--window must be positive, got {w}");
+        if (CustomMask is { } name && Masks.MaskRegistry.Find(name) is null)
+            throw new ArgumentException($"--mask '{name}' is not a declared mask (declared: {string.Join(", ", Masks.MaskRegistry.All.Select(m => m.Name))})");
         if (Schedule == LearningRateSchedule.Cosine && DecaySteps is { } d && d <= WarmupSteps) throw new ArgumentException($"--decay-steps must exceed --warmup ({WarmupSteps}), got {d}");
         if (SaveEvery < 0) throw new ArgumentException($"--save-every must be ≥ 0, got {SaveEvery}");
         return this;

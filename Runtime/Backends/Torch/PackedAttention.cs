@@ -8,7 +8,8 @@ namespace ModelGen.Backends.Torch;
 /// Attention over packed windows on TorchSharp whose cost follows the mask: intra-document and anchor masks run
 /// one causal attention per document (the anchor prepended to each document's keys, so "attend the anchor or
 /// your own document, causally" is a plain causal attention over [anchor; document]). No L×L mask is built;
-/// work is Σ over documents of len², not L².
+/// work is Σ over documents of len², not L². Declared masks (<see cref="AttentionMask.Custom"/>) run tiled, driven by
+/// their tile map: empty tiles are skipped, full ones need no mask, and only partial ones evaluate the predicate.
 /// </summary>
 public static class PackedAttention
 {
@@ -61,6 +62,7 @@ public static class PackedAttention
 
     private static Tensor ForLayout(Tensor q, Tensor k, Tensor v, DocumentLayout layout, AttentionMask mask)
     {
+        if (mask.Custom is not null) return Tiled(q, k, v, layout, mask);
         if (mask.SlidingWindow is not null) return Blockwise(q, k, v, layout, mask);
         // One split per tensor (its backward is a single cat) rather than a slice per document (each slice's backward
         // would allocate a full-length gradient: O(documents × L) extra memory traffic).
@@ -120,5 +122,104 @@ public static class PackedAttention
             parts.Add(nn.functional.scaled_dot_product_attention(qb, k.index_select(2, keys), v.index_select(2, keys), m));
         }
         return parts.Count == 1 ? parts[0] : cat(parts, 2);
+    }
+
+    /// <summary>Query and key tile of the tiled path for declared masks.</summary>
+    private const int Tile = 64;
+
+    /// <summary>
+    /// Attention for a declared mask, driven by its tile map: each query tile attends to the keys of its non-empty tiles
+    /// only; when all of them are full it runs without a mask, otherwise with a mask of that query tile × those keys,
+    /// true on full tiles and the element predicate on partial ones. Queries that the mask leaves without a key get 0.
+    /// </summary>
+    private static Tensor Tiled(Tensor q, Tensor k, Tensor v, DocumentLayout layout, AttentionMask mask)
+    {
+        var plans = mask.Apply<List<TilePlan>, PlanAction>(new PlanAction(layout));
+        var parts = new List<Tensor>(plans.Count);
+        foreach (var plan in plans)
+        {
+            var qb = q[.., .., TensorIndex.Slice(plan.Q0, plan.Q1)];
+            if (plan.Keys.Length == 0)
+            {
+                parts.Add(zeros_like(qb));
+                continue;
+            }
+            using var keys = tensor(plan.Keys);
+            var kb = k.index_select(2, keys);
+            var vb = v.index_select(2, keys);
+            if (plan.Allowed is null)
+            {
+                parts.Add(nn.functional.scaled_dot_product_attention(qb, kb, vb));
+                continue;
+            }
+            using var allowed = tensor(plan.Allowed, [plan.Q1 - plan.Q0, plan.Keys.Length]);
+            var output = nn.functional.scaled_dot_product_attention(qb, kb, vb, allowed);
+            if (plan.Keep is { } keep)
+            {
+                using var rows = tensor(keep, [plan.Q1 - plan.Q0, 1]).to(output.dtype);
+                output = output * rows;
+            }
+            parts.Add(output);
+        }
+        return parts.Count == 1 ? parts[0] : cat(parts, 2);
+    }
+
+    /// <summary>One query tile: its keys, the element mask over them (null when every key tile is full), and which
+    /// rows keep their output (null when every row has a key).</summary>
+    private sealed record TilePlan(int Q0, int Q1, long[] Keys, bool[]? Allowed, bool[]? Keep);
+
+    private readonly struct PlanAction(DocumentLayout layout) : IMaskAction<List<TilePlan>>
+    {
+        public List<TilePlan> Run<TMask>(TMask mask) where TMask : struct, IAttentionMask
+        {
+            var map = TileMap.Build(layout, mask, Tile, Tile);
+            var docs = new HostDocuments(layout);
+            int length = layout.Length;
+            var plans = new List<TilePlan>(map.QueryTiles);
+            for (int qt = 0; qt < map.QueryTiles; qt++)
+            {
+                int q0 = qt * Tile, q1 = Math.Min(length, q0 + Tile);
+                var keys = new List<long>();
+                bool partial = false;
+                for (int kt = 0; kt < map.KeyTiles; kt++)
+                {
+                    if (map[qt, kt] == TileKind.Empty) continue;
+                    partial |= map[qt, kt] == TileKind.Partial;
+                    for (int t = kt * Tile; t < Math.Min(length, (kt + 1) * Tile); t++) keys.Add(t);
+                }
+                if (!partial)
+                {
+                    plans.Add(new TilePlan(q0, q1, keys.ToArray(), null, null));
+                    continue;
+                }
+                int n = keys.Count;
+                var allowed = new bool[(q1 - q0) * n];
+                bool[]? keep = null;
+                int column = 0;
+                for (int kt = 0; kt < map.KeyTiles; kt++)
+                {
+                    var kind = map[qt, kt];
+                    if (kind == TileKind.Empty) continue;
+                    int k0 = kt * Tile, k1 = Math.Min(length, k0 + Tile);
+                    for (int q = q0; q < q1; q++)
+                    {
+                        int docQ = docs.IndexOf(q), row = (q - q0) * n + column;
+                        for (int k = k0; k < k1; k++)
+                            allowed[row + k - k0] = kind == TileKind.Full || mask.Allows(docs, q, k, docQ, docs.IndexOf(k));
+                    }
+                    column += k1 - k0;
+                }
+                for (int r = 0; r < q1 - q0; r++)
+                {
+                    if (Array.IndexOf(allowed, true, r * n, n) >= 0) continue;
+                    // A row without keys would make softmax NaN: let it see every key, then zero its output.
+                    keep ??= Enumerable.Repeat(true, q1 - q0).ToArray();
+                    keep[r] = false;
+                    Array.Fill(allowed, true, r * n, n);
+                }
+                plans.Add(new TilePlan(q0, q1, keys.ToArray(), allowed, keep));
+            }
+            return plans;
+        }
     }
 }

@@ -71,4 +71,28 @@ public class TrainCliTests
         Assert.Equal(2, code);
         Assert.Contains("not one full window", err);
     }
+
+    [Theory]
+    [InlineData("anchor-sliding-window", 12)]
+    [InlineData("strided-anchor", 2)]
+    public void A_declared_mask_trains_by_name(string mask, int steps)
+    {
+        using var run = new ScratchFolder();
+        var (code, output, err) = Run("train", "--mask", mask, "--steps", steps.ToString(System.Globalization.CultureInfo.InvariantCulture), "--seq", "256", "--out", run.Path, "--plain");
+        Assert.True(code == 0, err);
+        Assert.Contains($"mask {mask}", output);
+        var losses = Losses(run.Path);
+        Assert.Equal(steps, losses.Length);
+        Assert.All(losses, l => Assert.True(double.IsFinite(l)));
+        if (steps >= 12) Assert.True(losses.TakeLast(3).Average() < losses.Take(3).Average(), string.Join(", ", losses));
+    }
+
+    [Fact]
+    public void An_unknown_mask_lists_the_declared_ones()
+    {
+        using var run = new ScratchFolder();
+        var (code, _, err) = Run("train", "--mask", "no-such-mask", "--steps", "1", "--out", run.Path, "--plain");
+        Assert.NotEqual(0, code);
+        Assert.Contains("prefix-lm-anchor", err);
+    }
 }
