@@ -91,7 +91,8 @@ internal static class KernelSafety
             target = target.OriginalDefinition;
             if (_chain.Contains(target, SymbolEqualityComparer.Default))
             {
-                Report(PredicateRecursive, syntax, SymbolEqualityComparer.Default.Equals(target, predicate) ? "" : $" through '{target.Name}'");
+                IMethodSymbol caller = _chain.Peek();
+                Report(PredicateRecursive, syntax, SymbolEqualityComparer.Default.Equals(caller, target) ? "" : $" through '{caller.Name}'");
                 return;
             }
             ITypeSymbol? receiver = instance?.Type;

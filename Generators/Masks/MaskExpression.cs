@@ -23,7 +23,7 @@ internal static class MaskExpression
 
     internal enum ErrorKind { Syntax, UnknownPart, BadArgument, TooManyTerms }
 
-    internal sealed record Error(ErrorKind Kind, int Offset, string Text);
+    internal sealed record Error(ErrorKind Kind, int Offset, int Length, string Text);
 
     public static (List<TermSpec>? Terms, Error? Error) Parse(string text)
     {
@@ -35,7 +35,7 @@ internal static class MaskExpression
             if (!parser.AtEnd) throw parser.Fail(ErrorKind.Syntax, $"unexpected '{parser.Current}'");
             terms = terms.Distinct().ToList();
             if (terms.Count > MaxTerms)
-                return (null, new Error(ErrorKind.TooManyTerms, 0, terms.Count.ToString(CultureInfo.InvariantCulture)));
+                return (null, new Error(ErrorKind.TooManyTerms, 0, text.Length, terms.Count.ToString(CultureInfo.InvariantCulture)));
             return (terms, null);
         }
         catch (ParseException e)
@@ -56,7 +56,7 @@ internal static class MaskExpression
         public bool AtEnd => _at >= text.Length;
         public char Current => text[_at];
 
-        public ParseException Fail(ErrorKind kind, string message, int? at = null) => new(new Error(kind, at ?? _at, message));
+        public ParseException Fail(ErrorKind kind, string message, int? at = null, int length = 1) => new(new Error(kind, at ?? _at, length, message));
 
         public void SkipSpaces()
         {
@@ -105,7 +105,7 @@ internal static class MaskExpression
             while (!AtEnd && (char.IsLetterOrDigit(Current) || Current is '_' or '-')) _at++;
             if (_at == start) throw Fail(ErrorKind.Syntax, $"expected a part or '(' but found '{Current}'");
             string name = text.Substring(start, _at - start);
-            if (!Parts.TryGetValue(name, out bool takesArgument)) throw Fail(ErrorKind.UnknownPart, name, start);
+            if (!Parts.TryGetValue(name, out bool takesArgument)) throw Fail(ErrorKind.UnknownPart, name, start, name.Length);
             int? argument = null;
             if (Accept('('))
             {
@@ -114,12 +114,12 @@ internal static class MaskExpression
                 while (!AtEnd && Current is not ')' && !char.IsWhiteSpace(Current)) _at++;
                 string number = text.Substring(numberStart, _at - numberStart);
                 if (!Accept(')')) throw Fail(ErrorKind.Syntax, "expected ')' after the argument");
-                if (!takesArgument) throw Fail(ErrorKind.BadArgument, $"'{name}' takes no argument", start);
+                if (!takesArgument) throw Fail(ErrorKind.BadArgument, $"'{name}' takes no argument", start, _at - start);
                 if (!int.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out int value) || value <= 0)
-                    throw Fail(ErrorKind.BadArgument, $"'{name}' needs a positive integer, got '{number}'", start);
+                    throw Fail(ErrorKind.BadArgument, $"'{name}' needs a positive integer, got '{number}'", start, _at - start);
                 argument = value;
             }
-            else if (takesArgument) throw Fail(ErrorKind.BadArgument, $"'{name}' needs a positive integer argument, e.g. {name}(64)", start);
+            else if (takesArgument) throw Fail(ErrorKind.BadArgument, $"'{name}' needs a positive integer argument, e.g. {name}(64)", start, name.Length);
 
             TermSpec term = name switch
             {

@@ -48,7 +48,7 @@ internal static class MaskParser
         var (terms, error) = MaskExpression.Parse(expression);
         if (error is not null)
         {
-            LocationInfo? at = AtOffset(expressionLocation, context.Attributes[0], error.Offset, cancellationToken) ?? expressionLocation;
+            LocationInfo? at = AtOffset(expressionLocation, context.Attributes[0], error.Offset, error.Length, cancellationToken) ?? expressionLocation;
             switch (error.Kind)
             {
                 case MaskExpression.ErrorKind.UnknownPart: Report(UnknownMaskPart, at, error.Text, MaskExpression.KnownParts); break;
@@ -86,9 +86,10 @@ internal static class MaskParser
                 Report(InvalidPredicate, at, method.Name, "it must be 'static bool " + method.Name + "(in MaskPoint p)'");
                 continue;
             }
+            int before = diagnostics.Count;
             KernelSafety.Check(method, context.SemanticModel.Compilation, diagnostics, cancellationToken);
             predicateName = method.Name;
-            Report(PredicateClassifiedByElements, at, name, method.Name);
+            if (diagnostics.Count == before) Report(PredicateClassifiedByElements, at, name, method.Name);
         }
 
         if (terms is null) return Done(null);
@@ -99,16 +100,17 @@ internal static class MaskParser
     }
 
     /// <summary>The location of one character of the expression literal, when it is a plain string literal.</summary>
-    private static LocationInfo? AtOffset(LocationInfo? argument, AttributeData data, int offset, CancellationToken cancellationToken)
+    private static LocationInfo? AtOffset(LocationInfo? argument, AttributeData data, int offset, int length, CancellationToken cancellationToken)
     {
         if (data.ApplicationSyntaxReference?.GetSyntax(cancellationToken) is not AttributeSyntax { ArgumentList: { } list }) return null;
         var positional = list.Arguments.Where(a => a.NameEquals is null).ToList();
         if (positional.Count < 2 || positional[1].Expression is not LiteralExpressionSyntax literal) return argument;
         string token = literal.Token.Text;
         int quote = token.StartsWith("@", System.StringComparison.Ordinal) ? 2 : token.StartsWith("\"\"\"", System.StringComparison.Ordinal) ? -1 : 1;
-        if (quote < 0 || literal.Token.ValueText.Length + quote + 1 != token.Length) return argument; // escapes or raw: the whole literal
-        int start = literal.Token.SpanStart + quote + System.Math.Min(offset, literal.Token.ValueText.Length);
-        var span = new TextSpan(start, System.Math.Min(1, literal.Token.Span.End - 1 - start));
+        int valueLength = literal.Token.ValueText.Length;
+        // Escapes, raw literals or a position past the end: the whole literal.
+        if (quote < 0 || valueLength + quote + 1 != token.Length || offset + length > valueLength) return argument;
+        var span = new TextSpan(literal.Token.SpanStart + quote + offset, length);
         return LocationInfo.From(Location.Create(literal.SyntaxTree, span));
     }
 }
