@@ -216,6 +216,7 @@ public sealed class RopeFrequencies
     // Python float meeting an fp32 tensor is rounded to fp32 first; both are reproduced by the same ATen ops here.
     private float[] Compute(long? seqLen)
     {
+        if (!TorchAvailable.Value) return ComputeWithoutTorch(seqLen);
         using var scope = NewDisposeScope();
         int dim = RotaryDim;
         var exponents = arange(0, dim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / dim;
@@ -249,6 +250,85 @@ public sealed class RopeFrequencies
     }
 
     private static Tensor DefaultInverse(Tensor theta, Tensor exponents) => theta.pow(exponents).reciprocal();
+
+    /// <summary>Whether libtorch loads here (a GPU publish leaves it out: see tools/publish-gpu.sh).</summary>
+    internal static readonly Lazy<bool> TorchAvailable = new(() =>
+    {
+        try
+        {
+            using var probe = zeros(1);
+            return true;
+        }
+        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or NotSupportedException)
+        {
+            return false;
+        }
+    });
+
+    /// <summary>
+    /// The same fp32 operations in the same order as <see cref="Compute"/>, with .NET's float math instead of ATen's, for
+    /// machines without libtorch (the GPU publish). Every op but <c>pow</c> is IEEE-exact in both; ATen's vectorized
+    /// powf and the C library's may differ in the last bit, which a test bounds to 2 ulps (dynamic NTK chains two pows).
+    /// </summary>
+    internal float[] ComputeWithoutTorch(long? seqLen)
+    {
+        int dim = RotaryDim, half = dim / 2;
+        var exponents = new float[half];
+        for (int i = 0; i < half; i++) exponents[i] = (float)(2 * i) / dim;
+        float[] Default(float theta) => exponents.Select(e => 1f / MathF.Pow(theta, e)).ToArray();
+        switch (Config.Scaling)
+        {
+            case RopeScaling.Dynamic:
+            {
+                double factor = Config.Factor, exponent = dim / (double)(dim - 2);
+                if (seqLen is not { } len) return Default((float)(Config.Theta * Math.Pow(factor * MaxPositions / MaxPositions - (factor - 1), exponent)));
+                float length = Math.Max(len, MaxPositions);
+                float scale = MathF.Pow(length * (float)factor / MaxPositions - (float)(factor - 1), (float)exponent);
+                return Default(scale * (float)Config.Theta);
+            }
+            case RopeScaling.Linear:
+                return Default((float)Config.Theta).Select(v => v / (float)Config.Factor).ToArray();
+            case RopeScaling.Yarn:
+            {
+                float factor = (float)YarnFactor(Config, MaxPositions);
+                var (low, high) = YarnCorrectionRange(Config, dim, OriginalContext);
+                if (low == high) high += 0.001;
+                var inv = new float[half];
+                for (int i = 0; i < half; i++)
+                {
+                    float pos = MathF.Pow((float)Config.Theta, exponents[i]);
+                    float extrapolation = 1f / pos, interpolation = 1f / (pos * factor);
+                    float ramp = Math.Clamp((i - (float)low) / (float)(high - low), 0f, 1f);
+                    float extrapolationFactor = -ramp + 1f;
+                    inv[i] = interpolation * (-extrapolationFactor + 1f) + extrapolation * extrapolationFactor;
+                }
+                return inv;
+            }
+            case RopeScaling.Llama3:
+            {
+                var inv = Default((float)Config.Theta);
+                float factor = (float)Config.Factor, lowFactor = (float)Config.LowFreqFactor, highFactor = (float)Config.HighFreqFactor;
+                double original = OriginalContext, lowWavelen = original / Config.LowFreqFactor, highWavelen = original / Config.HighFreqFactor;
+                for (int i = 0; i < half; i++)
+                {
+                    float wavelen = 1f / inv[i] * (float)(2 * Math.PI);
+                    float llama = wavelen > (float)lowWavelen ? inv[i] / factor : inv[i];
+                    float smooth = (1f / wavelen * (float)original - lowFactor) / (highFactor - lowFactor);
+                    float smoothed = (-smooth + 1f) * llama / factor + smooth * llama;
+                    bool medium = !(wavelen < (float)highWavelen) && !(wavelen > (float)lowWavelen);
+                    inv[i] = medium ? smoothed : llama;
+                }
+                return inv;
+            }
+            case RopeScaling.LongRope:
+            {
+                var factors = seqLen is { } s && s > OriginalContext ? Config.LongFactor! : Config.ShortFactor!;
+                return exponents.Select((e, i) => 1f / ((float)factors[i] * MathF.Pow((float)Config.Theta, e))).ToArray();
+            }
+            default:
+                return Default((float)Config.Theta);
+        }
+    }
 
     // _compute_dynamic_ntk_parameters. At construction seq_len is a Python int and θ·1 is computed in float64; at
     // forward time it is the 0-dim int64 tensor max(position_ids)+1, so the new θ is computed in fp32 tensor

@@ -4,6 +4,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using ILGPU.Algorithms;
 
 namespace ModelGen.Backends.Ilgpu;
 
@@ -70,6 +71,8 @@ public sealed class GpuDevice : IDisposable
         var context = Context.Create(builder =>
         {
             builder.Optimize(OptimizationLevel.O2);
+            // Accurate exp/log on CUDA (PTX has only approximations): ILGPU.Algorithms supplies them.
+            builder.EnableAlgorithms();
             // One 32-lane warp on one multiprocessor: NVIDIA's warp semantics with few enough emulated threads that a
             // 2-core CI machine is not swamped (CPUDeviceKind.Nvidia emulates 1024 threads per group, each an OS thread).
             if (kind == GpuKind.Cpu) builder.CPU(new CPUDevice(numThreadsPerWarp: cpuWarpSize, numWarpsPerMultiprocessor: 1, numMultiprocessors: 1));

@@ -218,7 +218,7 @@ public sealed class GpuOps : IDisposable
             if (packed)
             {
                 _ropeX4 ??= device.Kernel<RopeArgs<ushort>>(RopeKernels.RotateBf16x4);
-                _ropeX4(Stream, g.Tokens * g.Heads * (g.Half / 4), Geometry<ushort>(x.View<ushort>(), g));
+                _ropeX4(Stream, g.Tokens * (g.Half / 4), Geometry<ushort>(x.View<ushort>(), g));
             }
             else
             {

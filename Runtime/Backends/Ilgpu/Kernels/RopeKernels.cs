@@ -57,31 +57,39 @@ public static class RopeKernels
 
     /// <summary>
     /// bf16 storage, four pairs per thread through 8-byte loads and stores (needs Half, offsets and strides to be
-    /// multiples of 4): the bandwidth-bound path.
+    /// multiples of 4): the bandwidth-bound path. One thread per (token, group of four pairs) walks every head, so each
+    /// cos/sin value is read once per token instead of once per head (the fp32 tables would otherwise move as many bytes
+    /// through L2 as the tensor itself).
     /// </summary>
     public static void RotateBf16x4(Index1D index, RopeArgs<ushort> a)
     {
         int quarter = a.Half >> 2;
-        int i4 = index % quarter;
-        int th = index / quarter;
-        int h = th % a.Heads, t = th / a.Heads;
-        long base0 = Base(a, t, h);
-        var packed = a.X.Cast<ulong>();
-        long lo = (base0 >> 2) + i4, hi = ((base0 + a.Half) >> 2) + i4;
-        ulong w1 = packed[lo], w2 = packed[hi];
+        int t = index / quarter, i4 = index - t * quarter;
         long table = (long)a.Positions[t] * a.Half + i4 * 4;
-        ulong r1 = 0, r2 = 0;
         bool bf16 = a.Bf16Rotation != 0;
-        for (int j = 0; j < 4; j++)
+        float c0 = a.Cos[table], c1 = a.Cos[table + 1], c2 = a.Cos[table + 2], c3 = a.Cos[table + 3];
+        float s0 = a.Sin[table], s1 = a.Sin[table + 1], s2 = a.Sin[table + 2], s3 = a.Sin[table + 3];
+        var packed = a.X.Cast<ulong>();
+        long base0 = Base(a, t, 0);
+        for (int h = 0; h < a.Heads; h++, base0 += a.HeadStride)
         {
-            int shift = 16 * j;
-            float x1 = Bf16.ToFloat((ushort)(w1 >> shift)), x2 = Bf16.ToFloat((ushort)(w2 >> shift));
-            var (o1, o2) = Pair(x1, x2, a.Cos[table + j], a.Sin[table + j], bf16);
-            r1 |= (ulong)Bf16.FromFloat(o1) << shift;
-            r2 |= (ulong)Bf16.FromFloat(o2) << shift;
+            long lo = (base0 >> 2) + i4, hi = ((base0 + a.Half) >> 2) + i4;
+            ulong w1 = packed[lo], w2 = packed[hi];
+            ulong r1 = 0, r2 = 0;
+            Rotate4(w1, w2, 0, c0, s0, bf16, ref r1, ref r2);
+            Rotate4(w1, w2, 16, c1, s1, bf16, ref r1, ref r2);
+            Rotate4(w1, w2, 32, c2, s2, bf16, ref r1, ref r2);
+            Rotate4(w1, w2, 48, c3, s3, bf16, ref r1, ref r2);
+            packed[lo] = r1;
+            packed[hi] = r2;
         }
-        packed[lo] = r1;
-        packed[hi] = r2;
+    }
+
+    private static void Rotate4(ulong w1, ulong w2, int shift, float c, float s, bool bf16, ref ulong r1, ref ulong r2)
+    {
+        var (o1, o2) = Pair(Bf16.ToFloat((ushort)(w1 >> shift)), Bf16.ToFloat((ushort)(w2 >> shift)), c, s, bf16);
+        r1 |= (ulong)Bf16.FromFloat(o1) << shift;
+        r2 |= (ulong)Bf16.FromFloat(o2) << shift;
     }
 
     private static long Base<T>(in RopeArgs<T> a, int t, int h) where T : unmanaged
