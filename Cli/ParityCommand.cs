@@ -19,15 +19,26 @@ public sealed class ParityCommand : Command<ParityCommand.Settings>
 
         /// <summary>Backend to run on.</summary>
         [CommandOption("--backend <NAME>")]
-        [Description("torch (TorchSharp on the CPU).")]
+        [Description("torch (TorchSharp on the CPU) or ilgpu (ILGPU kernels; see --device).")]
         [DefaultValue("torch")]
         public string Backend { get; init; } = "torch";
 
+        /// <summary>ILGPU accelerator.</summary>
+        [CommandOption("--device <NAME>")]
+        [Description("With --backend ilgpu: cuda (first GPU) or cpu (ILGPU's CPU accelerator, slow). Default cuda.")]
+        [DefaultValue("cuda")]
+        public string Device { get; init; } = "cuda";
+
+        /// <summary>ILGPU storage type.</summary>
+        [CommandOption("--dtype <TYPE>")]
+        [Description("With --backend ilgpu: f32 or bf16 storage (fp32 math either way). bf16 is checked against the bound of --tol, so pass one; see README.")]
+        [DefaultValue("f32")]
+        public string DType { get; init; } = "f32";
+
         /// <summary>Largest max-abs logit error that passes.</summary>
         [CommandOption("--tol <VALUE>")]
-        [Description("Largest max abs logit error that passes (default 1e-4).")]
-        [DefaultValue(1e-4)]
-        public double Tolerance { get; init; } = 1e-4;
+        [Description("Largest max abs logit error that passes (default 1e-4; with --dtype bf16 the derived bound (6·layers + 4)·2⁻⁸·max|logit|).")]
+        public double? Tolerance { get; init; }
 
         /// <summary>Mask from a document layout instead of the file's 4D mask.</summary>
         [CommandOption("--mask <KIND>")]
@@ -42,8 +53,11 @@ public sealed class ParityCommand : Command<ParityCommand.Settings>
         /// <inheritdoc/>
         public override ValidationResult Validate()
         {
-            if (Backend != "torch") return ValidationResult.Error($"--backend '{Backend}' is not available (available: torch)");
-            if (!(Tolerance >= 0)) return ValidationResult.Error($"--tol must be a non-negative number, got {Tolerance}");
+            if (Backend is not ("torch" or "ilgpu")) return ValidationResult.Error($"--backend '{Backend}' is not one of torch, ilgpu");
+            if (!Backends.Ilgpu.GpuDevice.TryParse(Device, out _)) return ValidationResult.Error($"--device '{Device}' is not one of cuda, cpu");
+            if (DType is not ("f32" or "bf16")) return ValidationResult.Error($"--dtype '{DType}' is not one of f32, bf16");
+            if (Backend == "torch" && DType != "f32") return ValidationResult.Error("--dtype bf16 needs --backend ilgpu");
+            if (Tolerance is { } tol && !(tol >= 0)) return ValidationResult.Error($"--tol must be a non-negative number, got {Tolerance}");
             if (Mask is not null && !MaskNames.TryParse(Mask, out _))
                 return ValidationResult.Error($"--mask '{Mask}' is not one of {MaskNames.Choices}");
             if (Documents is not null && Mask is null) return ValidationResult.Error("--documents needs --mask");
@@ -62,10 +76,20 @@ public sealed class ParityCommand : Command<ParityCommand.Settings>
             Mask = settings.Mask is null ? null : MaskNames.Parse(settings.Mask),
             DocumentStarts = settings.Documents is null ? null : ParseStarts(settings.Documents),
         };
-        var result = ParityCheck.Run(settings.Directory, Models.ModelCatalog.All, options);
+        ParityResult result;
+        string backend = settings.Backend;
+        if (settings.Backend == "ilgpu")
+        {
+            Backends.Ilgpu.GpuDevice.TryParse(settings.Device, out var kind);
+            using var device = Backends.Ilgpu.GpuDevice.Open(kind);
+            var dtype = settings.DType == "bf16" ? Backends.Ilgpu.GpuDType.BF16 : Backends.Ilgpu.GpuDType.F32;
+            result = ParityCheck.RunIlgpu(settings.Directory, Models.ModelCatalog.All, options, device, dtype);
+            backend = $"ilgpu {settings.DType} on {device.Description}";
+        }
+        else result = ParityCheck.Run(settings.Directory, Models.ModelCatalog.All, options);
         var c = result.Config;
         Console.WriteLine($"model: {c.Family}, {c.Layers} layers, hidden {c.Hidden}, heads {c.Heads}/{c.KvHeads}×{c.HeadDim}, rope {RopeNames.ToHf(c.Rope.Scaling)}");
-        Console.WriteLine($"backend: {settings.Backend}; attention: {result.AttentionSource}");
+        Console.WriteLine($"backend: {backend}; attention: {result.AttentionSource}");
         Console.WriteLine($"logits: [{string.Join(", ", result.LogitsShape)}]; tolerance {result.Tolerance.ToString("G", CultureInfo.InvariantCulture)}: {(result.Passed ? "PASS" : "FAIL")}");
         Console.WriteLine($"max_abs_err={result.MaxAbsError.ToString("G6", CultureInfo.InvariantCulture)}");
         return result.Passed ? 0 : 1;
