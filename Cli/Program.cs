@@ -20,7 +20,8 @@ public static class Program
             config.AddCommand<ParityCommand>("parity")
                 .WithDescription("Run a checkpoint on its reference inputs and compare logits with transformers'.")
                 .WithExample("parity", "tests/fixtures/hf/llama")
-                .WithExample("parity", "tests/fixtures/hf/llama_anchor_packed", "--mask", "anchor", "--documents", "1,20,41");
+                .WithExample("parity", "tests/fixtures/hf/llama_anchor_packed", "--mask", "anchor", "--documents", "1,20,41")
+                .WithExample("parity", "tests/fixtures/hf/qwen2", "--backend", "ilgpu", "--device", "cpu");
             config.AddCommand<InspectCommand>("inspect")
                 .WithDescription("Print the bound configuration and parameter count of a checkpoint folder.")
                 .WithExample("inspect", "tests/fixtures/hf/qwen2");
@@ -34,6 +35,10 @@ public static class Program
             config.AddCommand<AnalyzeRopeCommand>("analyze-rope")
                 .WithDescription("Measure how bf16 breaks RoPE's relative positions (the paper's D, per-token view and D_logit) with CSV and plots.")
                 .WithExample("analyze-rope", "tests/fixtures/hf/llama", "--random-tokens", "--out", "runs/rope-llama");
+            config.AddCommand<BenchCommand>("bench")
+                .WithDescription("Time RoPE, RMSNorm, attention per mask, GEMM and the tile map on every backend present (table, JSON, PNG); --peer runs PyTorch on the same shapes.")
+                .WithExample("bench", "--backends", "torch-cpu,ilgpu-cpu", "--repeats", "5")
+                .WithExample("bench", "--peer", "python3", "--out", "runs/bench-h200");
             config.SetExceptionHandler((exception, _) => ReportError(exception));
         });
         return app.Run(args);
@@ -46,7 +51,8 @@ public static class Program
         string message = e switch
         {
             ModelConfigException or CheckpointException or InvalidDataException or FileNotFoundException
-                or DirectoryNotFoundException or ArgumentException or CommandAppException => e.Message,
+                or DirectoryNotFoundException or ArgumentException or CommandAppException
+                or Backends.Ilgpu.GpuUnavailableException => e.Message,
             _ => $"{e.GetType().Name}: {e.Message}",
         };
         Console.Error.WriteLine($"error: {message}");
