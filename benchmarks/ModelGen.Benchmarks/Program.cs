@@ -10,9 +10,15 @@ public static class Program
     /// </summary>
     public static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "kernels")
+        {
+            // BenchmarkDotNet: CPU kernels on TorchSharp (baseline) and ILGPU's CPU accelerator; extra args go to it.
+            BenchmarkDotNet.Running.BenchmarkRunner.Run<CpuKernelBenchmarks>(args: args[1..]);
+            return 0;
+        }
         if (args.Length == 0 || args[0] != "training-step")
         {
-            Console.Error.WriteLine("usage: modelgen-bench training-step [--seq 4096,8192] [--repeats 3] [--mean-doc 1024]");
+            Console.Error.WriteLine("usage: modelgen-bench training-step [--seq 4096,8192] [--repeats 3] [--mean-doc 1024] | kernels [BenchmarkDotNet options]");
             return 2;
         }
         int[] lengths = [4096, 8192];
