@@ -1,3 +1,5 @@
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
 using System.Globalization;
 
 namespace ModelGen.Benchmarks;
@@ -12,13 +14,17 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "kernels")
         {
-            // BenchmarkDotNet: CPU kernels on TorchSharp (baseline) and ILGPU's CPU accelerator; extra args go to it.
-            BenchmarkDotNet.Running.BenchmarkRunner.Run<CpuKernelBenchmarks>(args: args[1..]);
+            // BenchmarkDotNet: CPU kernels on TorchSharp (baseline) and ILGPU's CPU accelerator; extra args go to it. In
+            // process: the benchmark project's assembly name (modelgen-bench) differs from its project name, and the
+            // native libraries (libtorch, patched for Debian 12) are already in place next to this assembly.
+            var config = DefaultConfig.Instance.AddJob(Job.ShortRun
+                .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance));
+            BenchmarkDotNet.Running.BenchmarkRunner.Run<CpuKernelBenchmarks>(config, args[1..]);
             return 0;
         }
         if (args.Length == 0 || args[0] != "training-step")
         {
-            Console.Error.WriteLine("usage: modelgen-bench training-step [--seq 4096,8192] [--repeats 3] [--mean-doc 1024] | kernels [BenchmarkDotNet options]");
+            Console.Error.WriteLine("usage: modelgen-bench training-step [--seq 4096,8192] [--repeats 3] [--mean-doc 1024] | kernels [BenchmarkDotNet options, e.g. --filter '*Rope*']");
             return 2;
         }
         int[] lengths = [4096, 8192];
