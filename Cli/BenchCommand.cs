@@ -50,6 +50,11 @@ public sealed class BenchCommand : Command<BenchCommand.Settings>
         [Description("Run tools/bench_peer.py with this Python (torch with CUDA) on the CUDA shapes and print our/their ratios.")]
         public string? Peer { get; init; }
 
+        /// <summary>Re-report an earlier run.</summary>
+        [CommandOption("--from <RESULTS_JSON>")]
+        [Description("Print the table and draw bench.png from an earlier run's results.json instead of measuring (e.g. for a run on a machine without fonts).")]
+        public string? From { get; init; }
+
         /// <summary>Path of the peer script.</summary>
         [CommandOption("--peer-script <PATH>")]
         [DefaultValue("tools/bench_peer.py")]
@@ -69,6 +74,8 @@ public sealed class BenchCommand : Command<BenchCommand.Settings>
         }
     }
 
+    private sealed record SavedRun(List<BenchResult>? Ours, List<BenchResult>? Peer);
+
     private static string[]? ParseBackends(string? text) =>
         text?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
 
@@ -77,6 +84,15 @@ public sealed class BenchCommand : Command<BenchCommand.Settings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        if (settings.From is not null)
+        {
+            if (!File.Exists(settings.From)) throw new FileNotFoundException($"--from {settings.From}: no such file", settings.From);
+            var saved = JsonSerializer.Deserialize<SavedRun>(File.ReadAllText(settings.From), Json)
+                ?? throw new InvalidDataException($"{settings.From}: not a results.json of modelgen bench");
+            Directory.CreateDirectory(settings.Out);
+            Report(saved.Ours ?? [], saved.Peer ?? [], settings.Out);
+            return 0;
+        }
         var backends = ParseBackends(settings.Backends) ?? KernelBench.AvailableBackends().ToArray();
         var cudaShapes = BenchShapes.Parse(settings.Shapes);
         Directory.CreateDirectory(settings.Out);
@@ -167,9 +183,10 @@ public sealed class BenchCommand : Command<BenchCommand.Settings>
         plot.Add.Bars(bars);
         for (int b = 0; b < backends.Count; b++) plot.Legend.ManualItems.Add(new ScottPlot.LegendItem { LabelText = backends[b], FillColor = palette.GetColor(b) });
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
-            cases.Select((c, i) => new ScottPlot.Tick(i * (backends.Count + 1) + (backends.Count - 1) / 2.0, c.Kernel)).ToArray());
-        plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
-        plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleLeft;
+            cases.Select((c, i) => new ScottPlot.Tick(i * (backends.Count + 1) + (backends.Count - 1) / 2.0, $"{c.Kernel} {c.Shape.Split(' ').FirstOrDefault(p => p.StartsWith('S')) ?? c.Shape}")).ToArray());
+        plot.Axes.Bottom.TickLabelStyle.Rotation = -45;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleRight;
+        plot.Axes.Bottom.MinimumSize = 200;
         plot.Axes.Left.Label.Text = "log10 median ms (lower is faster)";
         plot.Title("modelgen bench: kernels per backend");
         plot.ShowLegend();

@@ -73,8 +73,8 @@ public sealed class GpuDevice : IDisposable
             builder.Optimize(OptimizationLevel.O2);
             // Accurate exp/log on CUDA (PTX has only approximations): ILGPU.Algorithms supplies them.
             builder.EnableAlgorithms();
-            // One 32-lane warp on one multiprocessor: NVIDIA's warp semantics with few enough emulated threads that a
-            // 2-core CI machine is not swamped (CPUDeviceKind.Nvidia emulates 1024 threads per group, each an OS thread).
+            // One warp (32 lanes unless asked for fewer) on one multiprocessor: few enough emulated threads that a 2-core
+            // CI machine is not swamped (CPUDeviceKind.Nvidia emulates 1024 threads per group, each an OS thread).
             if (kind == GpuKind.Cpu) builder.CPU(new CPUDevice(numThreadsPerWarp: cpuWarpSize, numWarpsPerMultiprocessor: 1, numMultiprocessors: 1));
             else builder.Cuda();
         });
