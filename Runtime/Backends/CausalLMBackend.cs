@@ -81,9 +81,12 @@ public sealed class IlgpuCausalLMBackend : ICausalLMBackend
     private IlgpuCausalLMBackend(IlgpuCausalLM model) => _model = model;
 
     /// <summary>Loads a checkpoint folder onto <paramref name="device"/> in <paramref name="dtype"/>.</summary>
-    public static IlgpuCausalLMBackend Load(string directory, IEnumerable<ModelDeclaration> catalog, GpuDevice device, GpuDType dtype)
+    public static IlgpuCausalLMBackend Load(string directory, IEnumerable<ModelDeclaration> catalog, GpuDevice device, GpuDType dtype) =>
+        Load(PretrainedModel.Config(directory, catalog), directory, device, dtype);
+
+    /// <summary>Loads the weights of a checkpoint folder whose config is already bound.</summary>
+    public static IlgpuCausalLMBackend Load(ModelConfig config, string directory, GpuDevice device, GpuDType dtype)
     {
-        var config = PretrainedModel.Resolve(directory, catalog).FromHuggingFace(Path.Combine(directory, "config.json"));
         using var checkpoint = CheckpointReader.Open(directory);
         return new IlgpuCausalLMBackend(IlgpuCausalLM.Load(device, config, checkpoint, dtype));
     }

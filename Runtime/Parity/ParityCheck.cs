@@ -126,8 +126,7 @@ public static class ParityCheck
     {
         string expectedPath = Path.Combine(directory, "expected.safetensors");
         if (!File.Exists(expectedPath)) throw new FileNotFoundException($"{expectedPath}: no expected.safetensors in the folder", expectedPath);
-        var declaration = PretrainedModel.Resolve(directory, catalog);
-        var config = declaration.FromHuggingFace(Path.Combine(directory, "config.json"));
+        var config = PretrainedModel.Config(directory, catalog);
         using var expected = SafeTensorsFile.Open(expectedPath);
         var idsInfo = RequiredInfo(expected, expectedPath, "input_ids");
         if (idsInfo.Shape.Length != 2) throw new CheckpointException(expectedPath, "input_ids", $"must be [batch, seq], got [{string.Join(", ", idsInfo.Shape)}]");
@@ -176,11 +175,8 @@ public static class ParityCheck
             }
         }
 
-        using var checkpoint = CheckpointReader.Open(directory);
-        using var model = IlgpuCausalLM.Load(device, config, checkpoint, dtype);
-        using var gpuBatch = new GpuBatch(device, batch, seq);
-        gpuBatch.Upload(ids, positions, layouts, config.Vocab);
-        var logits = model.Logits(gpuBatch, mask);
+        using var backend = Backends.IlgpuCausalLMBackend.Load(config, directory, device, dtype);
+        var logits = backend.Logits(new Backends.PackedBatch(batch, seq, ids, positions, layouts, mask));
         double err = 0;
         for (int i = 0; i < logits.Length; i++) err = Math.Max(err, Math.Abs(logits[i] - reference[i]));
         if (double.IsNaN(logits.Sum())) err = double.NaN;

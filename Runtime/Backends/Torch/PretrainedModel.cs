@@ -34,6 +34,10 @@ public static class PretrainedModel
                 $"'{modelType}' has no declared family (known: {string.Join(", ", families.Select(f => f.Family).Order())})");
     }
 
+    /// <summary>The folder's config.json bound by its family's declaration (see <see cref="Resolve"/>).</summary>
+    public static ModelConfig Config(string directory, IEnumerable<ModelDeclaration> catalog) =>
+        Resolve(directory, catalog).FromHuggingFace(Path.Combine(directory, "config.json"));
+
     /// <summary>Binds the folder's config.json, builds the module tree and loads the weights.</summary>
     public static (ModelConfig Config, CausalLMModule Model) Load(string directory, IEnumerable<ModelDeclaration> catalog, ScalarType dtype = ScalarType.Float32)
     {

@@ -13,7 +13,7 @@ public class TorchFreeFrequenciesTests
     public void The_port_agrees_with_aten_within_two_ulps_at_every_length(string fixture)
     {
         string dir = Fixtures.Path_(fixture);
-        var config = PretrainedModel.Resolve(dir, Models.ModelCatalog.All).FromHuggingFace(Path.Combine(dir, "config.json"));
+        var config = PretrainedModel.Config(dir, Models.ModelCatalog.All);
         var f = new RopeFrequencies(config.Rope, config.HeadDim, config.MaxPositions);
         foreach (long? len in new long?[] { null, f.OriginalContext + 1L, 4L * config.MaxPositions })
         {
