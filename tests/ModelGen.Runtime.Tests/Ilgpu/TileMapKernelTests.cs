@@ -1,5 +1,6 @@
 using ModelGen.Backends.Ilgpu;
 using ModelGen.Masks;
+using ModelGen.Tests.Masks;
 
 namespace ModelGen.Tests.Ilgpu;
 
@@ -36,11 +37,9 @@ public class TileMapKernelTests(CpuAcceleratorFixture cpu) : IClassFixture<CpuAc
                 int keyTiles = (seq + tileK - 1) / tileK;
                 for (int i = 0; i < device.Length; i++)
                 {
-                    int qt = i / keyTiles, kt = i % keyTiles, allowed = 0, area = 0;
-                    for (int q = qt * tileQ; q < Math.Min(seq, (qt + 1) * tileQ); q++)
-                        for (int k = kt * tileK; k < Math.Min(seq, (kt + 1) * tileK); k++, area++)
-                            if (mask.Allows(layouts[row], q, k)) allowed++;
-                    var want = allowed == 0 ? TileKind.Empty : allowed == area ? TileKind.Full : TileKind.Partial;
+                    int qt = i / keyTiles, kt = i % keyTiles;
+                    var layout = layouts[row];
+                    var want = BruteForceTiles.Classify((q, k) => mask.Allows(layout, q, k), seq, tileQ, tileK, qt, kt);
                     Assert.True(want == device[i], $"{kind} w={window} L={seq} row {row} tile ({qt},{kt}): device {device[i]}, brute force {want}; layout {layouts[row]}");
                 }
             }

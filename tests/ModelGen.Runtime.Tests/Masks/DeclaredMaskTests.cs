@@ -43,15 +43,6 @@ public class DeclaredMaskTests
 
     private static readonly int[] TileSizes = [1, 3, 7, 16, 32, 64];
 
-    private static TileKind BruteForce(DocumentLayout layout, Func<int, int, bool> allows, int q0, int q1, int k0, int k1)
-    {
-        long allowed = 0;
-        for (int q = q0; q < q1; q++)
-            for (int k = k0; k < k1; k++)
-                if (allows(q, k)) allowed++;
-        return allowed == 0 ? TileKind.Empty : allowed == (long)(q1 - q0) * (k1 - k0) ? TileKind.Full : TileKind.Partial;
-    }
-
     [Fact]
     public void The_catalog_lists_and_registers_every_example()
     {
@@ -82,8 +73,7 @@ public class DeclaredMaskTests
             for (int qt = 0; qt < map.QueryTiles; qt++)
                 for (int kt = 0; kt < map.KeyTiles; kt++)
                 {
-                    int q0 = qt * tileQ, k0 = kt * tileK;
-                    var want = BruteForce(layout, (q, k) => spec(layout, q, k), q0, Math.Min(layout.Length, q0 + tileQ), k0, Math.Min(layout.Length, k0 + tileK));
+                    var want = BruteForceTiles.Classify((q, k) => spec(layout, q, k), layout.Length, tileQ, tileK, qt, kt);
                     Assert.True(want == map[qt, kt], $"{name} {layout} tile ({qt},{kt}) of {tileQ}×{tileK}: {map[qt, kt]}, brute force {want}");
                 }
 

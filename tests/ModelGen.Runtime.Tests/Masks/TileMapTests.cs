@@ -5,15 +5,6 @@ namespace ModelGen.Tests.Masks;
 /// <summary>Analytic tile classification against brute-force evaluation of the element predicate.</summary>
 public class TileMapTests
 {
-    private static TileKind BruteForce(DocumentLayout layout, AttentionMask mask, int q0, int q1, int k0, int k1)
-    {
-        int allowed = 0;
-        for (int q = q0; q < q1; q++)
-            for (int k = k0; k < k1; k++)
-                if (mask.Allows(layout, q, k)) allowed++;
-        return allowed == 0 ? TileKind.Empty : allowed == (q1 - q0) * (k1 - k0) ? TileKind.Full : TileKind.Partial;
-    }
-
     public static IEnumerable<object[]> Layouts()
     {
         var random = new Random(99);
@@ -42,8 +33,7 @@ public class TileMapTests
             for (int qt = 0; qt < map.QueryTiles; qt++)
                 for (int kt = 0; kt < map.KeyTiles; kt++)
                 {
-                    int q0 = qt * tileQ, k0 = kt * tileK;
-                    var want = BruteForce(layout, mask, q0, Math.Min(length, q0 + tileQ), k0, Math.Min(length, k0 + tileK));
+                    var want = BruteForceTiles.Classify((q, k) => mask.Allows(layout, q, k), length, tileQ, tileK, qt, kt);
                     Assert.True(want == map[qt, kt], $"{kind} W={window} {layout} tile ({qt},{kt}) of {tileQ}×{tileK}: {map[qt, kt]}, brute force {want}");
                 }
         }
