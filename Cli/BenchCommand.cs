@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using ModelGen.Benchmarking;
-using ModelGen.Masks;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -113,12 +112,11 @@ public sealed class BenchCommand : Command<BenchCommand.Settings>
         var spec = new
         {
             shapes, settings.Warmup, settings.Repeats,
-            attention = shapes.AttentionSeqs.Select(seq => new
+            attention = shapes.AttentionSeqs.Select(seq => (Seq: seq, Layout: KernelBench.Layout(seq, shapes.MeanDocument))).Select(c => new
             {
-                seq, shape = KernelBench.AttentionShape(shapes, seq),
-                documentIds = KernelBench.Layout(seq, shapes.MeanDocument).DocumentIds(),
-                flops = KernelBench.AttentionMasks.ToDictionary(m => m.Name,
-                    m => 4.0 * shapes.Heads * shapes.HeadDim * new AttentionMask(m.Kind).AllowedPairs(KernelBench.Layout(seq, shapes.MeanDocument))),
+                seq = c.Seq, shape = KernelBench.AttentionShape(shapes, c.Seq),
+                documentIds = c.Layout.DocumentIds(),
+                flops = KernelBench.AttentionMasks.ToDictionary(m => m.Name, m => KernelBench.AttentionFlops(shapes, c.Layout, m.Kind)),
             }).ToArray(),
             tileMap = new
             {

@@ -124,8 +124,9 @@ public static class KernelBench
     private static string RopeShape(BenchShapes s) => $"1x{s.Heads}x{s.RopeSeq}x{s.HeadDim}";
     private static string NormShape(BenchShapes s) => $"{s.NormTokens}x{s.NormWidth}";
     private static string GemmShape(BenchShapes s) => $"{s.Gemm}^3";
-    private static double AttentionFlops(BenchShapes s, int seq, MaskKind kind) =>
-        4.0 * s.Heads * s.HeadDim * new AttentionMask(kind).AllowedPairs(Layout(seq, s.MeanDocument));
+    /// <summary>Useful attention FLOPs of a forward pass: 4·H·D per allowed (q, k) pair of <paramref name="layout"/>.</summary>
+    public static double AttentionFlops(BenchShapes s, DocumentLayout layout, MaskKind kind) =>
+        4.0 * s.Heads * s.HeadDim * new AttentionMask(kind).AllowedPairs(layout);
 
     private static List<BenchResult> RunIlgpu(GpuKind kind, string backend, BenchShapes s, int warmup, int repeats, Action<string>? log)
     {
@@ -182,7 +183,7 @@ public static class KernelBench
                 var t = Time(() => mask.Apply<bool, AttentionCall>(new AttentionCall(ops, q, k, v, o, hl, s.HeadDim, batch)),
                     device.Synchronize, Math.Min(warmup, 1), Math.Min(repeats, 3));
                 results.Add(new BenchResult($"attention-{name}", AttentionShape(s, seq), backend, t.MedianMs, t.MinMs, Math.Min(repeats, 3),
-                    AttentionFlops(s, seq, maskKind), "TFLOP/s"));
+                    AttentionFlops(s, docs, maskKind), "TFLOP/s"));
             }
         }
         // GEMM: cuBLAS on CUDA (bf16 in, fp32 accumulate), the portable kernel on the CPU accelerator.
@@ -256,7 +257,7 @@ public static class KernelBench
                 var inputs = AttentionInputs.Packed([docs], new AttentionMask(maskKind));
                 var t = Time(() => { using var _ = NewDisposeScope(); PackedAttention.Forward(q, k, v, inputs); }, None, Math.Min(warmup, 1), Math.Min(repeats, 3));
                 results.Add(new BenchResult($"attention-{name}", AttentionShape(s, seq), "torch-cpu", t.MedianMs, t.MinMs, Math.Min(repeats, 3),
-                    AttentionFlops(s, seq, maskKind), "TFLOP/s"));
+                    AttentionFlops(s, docs, maskKind), "TFLOP/s"));
             }
         }
         {
