@@ -82,7 +82,9 @@ public sealed class ModelGenerator : IIncrementalGenerator
         IncrementalValueProvider<CatalogTarget> target = context.CompilationProvider
             .Select(static (c, _) => new CatalogTarget(
                 CatalogEmitter.NamespaceFor(c.AssemblyName),
-                c.GetTypeByMetadataName("ModelGen.ModelDeclaration") is not null))
+                // The runtime referenced, not the runtime itself being compiled (it hosts generated kernels only).
+                c.GetTypeByMetadataName("ModelGen.ModelDeclaration") is { } declaration
+                    && !SymbolEqualityComparer.Default.Equals(declaration.ContainingAssembly, c.Assembly)))
             .WithTrackingName(Steps.CatalogTarget);
         Masks.MaskPipeline.Initialize(context, target);
         IncrementalValueProvider<CatalogModel> catalog = set

@@ -153,4 +153,14 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor DuplicateMaskName = Error(
         "MG0028", "Mask name declared twice",
         "Mask name '{0}' is already declared by '{1}'");
+
+    /// <summary>MG0029: the generated kernels are added to the class as another part.</summary>
+    public static readonly DiagnosticDescriptor FlashKernelsNotPartial = Error(
+        "MG0029", "Flash-attention kernel host is not partial",
+        "Class '{0}' must be partial: the flash-attention kernels are generated into it");
+
+    /// <summary>MG0030: the emitter's tiling covers head dimensions 64 and 128.</summary>
+    public static readonly DiagnosticDescriptor UnsupportedFlashHeadDim = Error(
+        "MG0030", "Unsupported flash-attention head dimension",
+        "Flash-attention kernels exist for head dimensions 64 and 128, not {0}; other head dimensions use the portable attention kernel");
 }

@@ -137,6 +137,20 @@ public sealed class GpuBatch : IDisposable
         });
     }
 
+    private (TileLists Rows, TileLists Columns)? _tileLists;
+
+    /// <summary>Non-empty tiles as lists: per query tile its key tiles, and per key tile its query tiles (allocated on first use).</summary>
+    internal (TileLists Rows, TileLists Columns) EnsureTileLists() => _tileLists ??= (
+        new TileLists(_device.Allocate<int>((long)Rows * QueryTiles * KeyTiles, "tile lists"), _device.Allocate<int>((long)Rows * QueryTiles, "tile list counts")),
+        new TileLists(_device.Allocate<int>((long)Rows * QueryTiles * KeyTiles, "tile lists"), _device.Allocate<int>((long)Rows * KeyTiles, "tile list counts")));
+
+    /// <summary>Lists of tiles and their lengths on the device.</summary>
+    internal sealed record TileLists(MemoryBuffer1D<int, Stride1D.Dense> ListBuffer, MemoryBuffer1D<int, Stride1D.Dense> CountBuffer)
+    {
+        public ArrayView<int> Lists => ListBuffer.View;
+        public ArrayView<int> Counts => CountBuffer.View;
+    }
+
     /// <summary>The tile map of row <paramref name="row"/> on the host (synchronizes).</summary>
     public TileKind[] TileMapOf(int row)
     {
@@ -159,5 +173,7 @@ public sealed class GpuBatch : IDisposable
     public void Dispose()
     {
         foreach (var b in new MemoryBuffer[] { _ids, _positions, _labels, _starts, _ends, _rowOffsets, _anchors, _tokenDocs, _tiles }) b.Dispose();
+        if (_tileLists is var (rows, columns))
+            foreach (var b in new MemoryBuffer[] { rows.ListBuffer, rows.CountBuffer, columns.ListBuffer, columns.CountBuffer }) b.Dispose();
     }
 }

@@ -64,7 +64,8 @@ public sealed class GpuDevice : IDisposable
     /// Lanes per warp on the CPU accelerator: 32 (NVIDIA's) by default; the kernels are written for any power of two,
     /// and fewer lanes make the emulation much faster (every lane is an OS thread, every warp barrier a context switch each).
     /// </param>
-    public static GpuDevice Open(GpuKind kind, int cpuWarpSize = 32)
+    /// <param name="cpuWarpsPerGroup">Warps per group on the CPU accelerator (the flash kernels need 4 warps of 32 lanes).</param>
+    public static GpuDevice Open(GpuKind kind, int cpuWarpSize = 32, int cpuWarpsPerGroup = 1)
     {
         if (kind == GpuKind.Cpu && (cpuWarpSize < 2 || cpuWarpSize > 32 || (cpuWarpSize & (cpuWarpSize - 1)) != 0))
             throw new ArgumentOutOfRangeException(nameof(cpuWarpSize), cpuWarpSize, "the CPU accelerator's warp size must be a power of two from 2 to 32");
@@ -73,9 +74,11 @@ public sealed class GpuDevice : IDisposable
             builder.Optimize(OptimizationLevel.O2);
             // Accurate exp/log on CUDA (PTX has only approximations): ILGPU.Algorithms supplies them.
             builder.EnableAlgorithms();
+            // mma.sync, ldmatrix and cp.async as PTX intrinsics (CPU emulations elsewhere).
+            Kernels.TensorCore.Register(builder);
             // One warp (32 lanes unless asked for fewer) on one multiprocessor: few enough emulated threads that a 2-core
             // CI machine is not swamped (CPUDeviceKind.Nvidia emulates 1024 threads per group, each an OS thread).
-            if (kind == GpuKind.Cpu) builder.CPU(new CPUDevice(numThreadsPerWarp: cpuWarpSize, numWarpsPerMultiprocessor: 1, numMultiprocessors: 1));
+            if (kind == GpuKind.Cpu) builder.CPU(new CPUDevice(numThreadsPerWarp: cpuWarpSize, numWarpsPerMultiprocessor: cpuWarpsPerGroup, numMultiprocessors: 1));
             else builder.Cuda();
         });
         try
@@ -149,6 +152,32 @@ public sealed class GpuDevice : IDisposable
     public Action<AcceleratorStream, KernelConfig, TArgs> GroupedKernel<TArgs>(Action<TArgs> kernel) where TArgs : struct =>
         (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, true),
             static (key, acc) => acc.LoadKernel(key.Item1).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TArgs>>(), Accelerator);
+
+    /// <summary>
+    /// A kernel with explicit groups that uses <paramref name="dynamicSharedBytes"/> of dynamic shared memory; above the
+    /// default 48 KB, the CUDA function's limit is raised once with <c>cuFuncSetAttribute</c>.
+    /// </summary>
+    public Action<AcceleratorStream, KernelConfig, TArgs> GroupedKernel<TArgs>(Action<TArgs> kernel, int dynamicSharedBytes) where TArgs : struct =>
+        (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, true),
+            static (key, state) =>
+            {
+                var loaded = state.Accelerator.LoadKernel(key.Item1);
+                if (loaded is CudaKernel cuda && state.Bytes > 48 * 1024)
+                {
+                    int status = CudaDriver.cuFuncSetAttribute(cuda.FunctionPtr, CudaDriver.MaxDynamicSharedSizeBytes, state.Bytes);
+                    if (status != 0)
+                        throw new GpuUnavailableException($"{key.Item1.Name}: cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, {state.Bytes}) failed with CUDA error {status}");
+                }
+                return loaded.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TArgs>>();
+            }, (Accelerator, Bytes: dynamicSharedBytes));
+
+    private static class CudaDriver
+    {
+        public const int MaxDynamicSharedSizeBytes = 8; // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+
+        [System.Runtime.InteropServices.DllImport("cuda")]
+        public static extern int cuFuncSetAttribute(IntPtr function, int attribute, int value);
+    }
 
     /// <summary>Number of kernels compiled so far (each specialization once).</summary>
     public int CompiledKernels => _kernels.Count;

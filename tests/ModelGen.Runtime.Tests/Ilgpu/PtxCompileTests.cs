@@ -29,6 +29,9 @@ public class PtxCompileTests
         yield return ["RopeKernels.RotateBf16x4", "UInt16", Type.EmptyTypes];
         yield return ["AttentionKernels.TileMap", "MaskTerms", new[] { typeof(MaskTerms) }];
         foreach (var e in Elements) yield return ["AttentionKernels.Forward", e[0].Name, new[] { e[0], e[1], typeof(MaskTerms) }];
+        foreach (var d in FlashKernels.HeadDims)
+            foreach (var pass in new[] { "Forward", "Backward" }) yield return [$"FlashKernels.{pass}D{d}", "MaskTerms", new[] { typeof(MaskTerms) }];
+        foreach (var helper in new[] { "RowLists", "ColumnLists", "Delta", "ScaleToBf16" }) yield return [$"FlashKernels.{helper}", "", Type.EmptyTypes];
     }
 
     [Theory]
@@ -40,11 +43,22 @@ public class PtxCompileTests
         var type = typeof(GpuDevice).Assembly.GetType($"ModelGen.Backends.Ilgpu.Kernels.{typeName}", throwOnError: true)!;
         var method = type.GetMethod(methodName, BindingFlags.Public | BindingFlags.Static)!;
         if (typeArguments.Length > 0) method = method.MakeGenericMethod(typeArguments);
-        using var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
+        using var context = Context.Create(b =>
+        {
+            b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2);
+            TensorCore.Register(b);
+        });
         var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
         bool grouped = method.GetParameters().Length == 1;
         var entry = grouped ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
         var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
         Assert.Contains(".entry", compiled.PTXAssembly);
+        if (methodName.StartsWith("Forward") && typeName == "FlashKernels")
+        {
+            // The tensor-core path is really taken: mma, ldmatrix and cp.async appear as instructions.
+            Assert.Contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", compiled.PTXAssembly);
+            Assert.Contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16", compiled.PTXAssembly);
+            Assert.Contains("cp.async.cg.shared.global", compiled.PTXAssembly);
+        }
     }
 }

@@ -1,0 +1,172 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ModelGen.Backends.Ilgpu.Kernels;
+using ModelGen.Masks;
+
+namespace ModelGen.Backends.Ilgpu;
+
+/// <summary>One bf16 attention operand on the device: a view and its token-major <see cref="HeadLayout"/>.</summary>
+public readonly record struct FlashOperand(ArrayView<ushort> View, HeadLayout Layout);
+
+/// <summary>
+/// Flash attention on tensor cores (bf16 in, fp32 accumulation), forward and backward, over a batch whose tile map is
+/// built: the kernels walk per-tile lists of non-empty tiles, so empty tiles are never loaded and full tiles never
+/// evaluate the mask. Kernels are generated per head dimension (<see cref="FlashKernels.HeadDims"/>).
+/// </summary>
+public sealed class FlashAttention(GpuDevice device)
+{
+    private readonly Action<AcceleratorStream, Index1D, TileListArgs> _rowLists = device.Kernel<TileListArgs>(FlashKernels.RowLists);
+    private readonly Action<AcceleratorStream, Index1D, TileListArgs> _columnLists = device.Kernel<TileListArgs>(FlashKernels.ColumnLists);
+    private readonly Action<AcceleratorStream, Index1D, DeltaArgs> _delta = device.Kernel<DeltaArgs>(FlashKernels.Delta);
+    private readonly Action<AcceleratorStream, Index1D, ScaleArgs> _scale = device.Kernel<ScaleArgs>(FlashKernels.ScaleToBf16);
+
+    /// <summary>Whether kernels exist for <paramref name="headDim"/>.</summary>
+    public static bool Supports(int headDim) => Array.IndexOf(FlashKernels.HeadDims, headDim) >= 0;
+
+    /// <summary>
+    /// Why the flash kernels cannot run these operands on <paramref name="device"/>, or null when they can: head
+    /// dimension, 32-lane warps (the mma fragment layout), 64-token tiles, and 16-byte aligned rows.
+    /// </summary>
+    public static string? Unsupported(GpuDevice device, int headDim, GpuBatch batch, params HeadLayout[] layouts)
+    {
+        if (!Supports(headDim)) return $"no flash kernel for head dim {headDim} (generated: {string.Join(", ", FlashKernels.HeadDims)})";
+        if (device.Accelerator.WarpSize != 32) return $"flash kernels need 32-lane warps, the accelerator has {device.Accelerator.WarpSize}";
+        if (batch.TileQ != FlashKernels.Tile || batch.TileK != FlashKernels.Tile) return $"flash kernels need {FlashKernels.Tile}-token tiles, the batch has {batch.TileQ}×{batch.TileK}";
+        foreach (var l in layouts)
+        {
+            if (l.HeadStride != headDim) return $"flash kernels need heads packed along the token row (head stride {l.HeadStride} ≠ {headDim})";
+            if (l.Offset % 8 != 0 || l.TokenStride % 8 != 0) return $"flash kernels copy 16-byte chunks: offset {l.Offset} and token stride {l.TokenStride} must be multiples of 8";
+            if (l.BatchStride != l.TokenStride * batch.Seq) return "flash kernels need token-major rows (batch stride = seq × token stride)";
+        }
+        return null;
+    }
+
+    /// <summary>Builds the per-tile lists of non-empty tiles from the batch's tile map (after <see cref="GpuBatch.BuildTileMap(AttentionMask)"/>).</summary>
+    public void BuildTileLists(GpuBatch batch)
+    {
+        var (rows, columns) = batch.EnsureTileLists();
+        _rowLists(device.Stream, batch.Rows * batch.QueryTiles, new TileListArgs
+        {
+            Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+        });
+        _columnLists(device.Stream, batch.Rows * batch.KeyTiles, new TileListArgs
+        {
+            Tiles = batch.Tiles, Lists = columns.Lists, Counts = columns.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+        });
+    }
+
+    /// <summary>
+    /// O = softmax(scale·QKᵀ + mask)·V for every (row, head), with the natural log-sum-exp of each query written to
+    /// <paramref name="lse"/> [rows, heads, seq] unless it is empty. Call <see cref="BuildTileLists"/> first.
+    /// </summary>
+    public void Forward<TMask>(FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, int headDim, GpuBatch batch, TMask mask,
+        ArrayView<float> lse = default) where TMask : struct, IAttentionMask
+    {
+        Check(headDim, batch, q, k, v, o);
+        var kernel = FlashKernels.ForwardKernel<TMask>(headDim)!;
+        int bytes = FlashKernels.ForwardSharedBytes(headDim);
+        var launch = device.GroupedKernel<FlashForwardArgs<TMask>>(kernel, bytes);
+        var (rows, _) = batch.EnsureTileLists();
+        var config = new KernelConfig(new Index3D(batch.QueryTiles, q.Layout.Heads, batch.Rows), new Index3D(FlashKernels.Threads, 1, 1),
+            SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
+        launch(device.Stream, config, new FlashForwardArgs<TMask>
+        {
+            Q = q.View, K = k.View, V = v.View, O = o.View, Lse = lse,
+            QOffset = q.Layout.Offset, KOffset = k.Layout.Offset, VOffset = v.Layout.Offset, OOffset = o.Layout.Offset,
+            QStride = q.Layout.TokenStride, KStride = k.Layout.TokenStride, VStride = v.Layout.TokenStride, OStride = o.Layout.TokenStride,
+            Seq = batch.Seq, Heads = q.Layout.Heads, KvHeads = k.Layout.Heads, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            ScaleLog2 = Scale(headDim) * 1.4426950408889634f, Lists = rows.Lists, Counts = rows.Counts, Layouts = batch.Layouts, Mask = mask,
+        });
+    }
+
+    /// <summary>
+    /// Gradients of the forward pass: dQ, dK, dV (bf16) from dO, the forward output and its log-sum-exp.
+    /// <paramref name="scratch"/> holds Δ [rows·heads·seq] and the fp32 dQ accumulator [tokens·heads·D]
+    /// (<see cref="BackwardScratchLength"/> floats).
+    /// </summary>
+    public void Backward<TMask>(FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, FlashOperand dO, ArrayView<float> lse,
+        ArrayView<ushort> dq, ArrayView<ushort> dk, ArrayView<ushort> dv, int headDim, GpuBatch batch, TMask mask, ArrayView<float> scratch)
+        where TMask : struct, IAttentionMask
+    {
+        Check(headDim, batch, q, k, v, o, dO);
+        int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
+        long tokens = batch.Tokens;
+        long deltaLength = tokens * heads, dqLength = tokens * heads * headDim;
+        if (scratch.Length < deltaLength + dqLength) throw new ArgumentException($"flash backward: scratch has {scratch.Length} floats, needs {deltaLength + dqLength}", nameof(scratch));
+        if (lse.Length < deltaLength) throw new ArgumentException($"flash backward: lse has {lse.Length} floats, needs {deltaLength}", nameof(lse));
+        if (dq.Length < dqLength) throw new ArgumentException($"flash backward: dq has {dq.Length} elements, needs {dqLength}", nameof(dq));
+        if (dk.Length < tokens * kvHeads * headDim || dv.Length < tokens * kvHeads * headDim)
+            throw new ArgumentException($"flash backward: dk/dv need {tokens * kvHeads * headDim} elements", nameof(dk));
+        var delta = scratch.SubView(0, deltaLength);
+        var dqAccumulator = scratch.SubView(deltaLength, dqLength);
+        _delta(device.Stream, (int)deltaLength, new DeltaArgs
+        {
+            O = o.View, DO = dO.View, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride, DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride,
+            Delta = delta, Seq = batch.Seq, Heads = heads, HeadDim = headDim,
+        });
+        dqAccumulator.MemSetToZero(device.Stream);
+        var kernel = FlashKernels.BackwardKernel<TMask>(headDim)!;
+        int bytes = FlashKernels.BackwardSharedBytes(headDim);
+        var launch = device.GroupedKernel<FlashBackwardArgs<TMask>>(kernel, bytes);
+        var (_, columns) = batch.EnsureTileLists();
+        var config = new KernelConfig(new Index3D(batch.KeyTiles, kvHeads, batch.Rows), new Index3D(FlashKernels.Threads, 1, 1),
+            SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
+        float scale = Scale(headDim);
+        launch(device.Stream, config, new FlashBackwardArgs<TMask>
+        {
+            Q = q.View, K = k.View, V = v.View, DO = dO.View, Lse = lse, Delta = delta, DQ = dqAccumulator, DK = dk, DV = dv,
+            QOffset = q.Layout.Offset, KOffset = k.Layout.Offset, VOffset = v.Layout.Offset, DOOffset = dO.Layout.Offset,
+            QStride = q.Layout.TokenStride, KStride = k.Layout.TokenStride, VStride = v.Layout.TokenStride, DOStride = dO.Layout.TokenStride,
+            Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            Scale = scale, ScaleLog2 = scale * 1.4426950408889634f, Lists = columns.Lists, Counts = columns.Counts, Layouts = batch.Layouts, Mask = mask,
+        });
+        _scale(device.Stream, (int)dqLength, new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale });
+    }
+
+    /// <summary><see cref="Forward{TMask}"/> with a mask chosen at run time.</summary>
+    public void Forward(FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, int headDim, GpuBatch batch, AttentionMask mask, ArrayView<float> lse = default) =>
+        mask.Apply<bool, ForwardAction>(new ForwardAction(this, q, k, v, o, headDim, batch, lse));
+
+    /// <summary><see cref="Backward{TMask}"/> with a mask chosen at run time.</summary>
+    public void Backward(FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, FlashOperand dO, ArrayView<float> lse,
+        ArrayView<ushort> dq, ArrayView<ushort> dk, ArrayView<ushort> dv, int headDim, GpuBatch batch, AttentionMask mask, ArrayView<float> scratch) =>
+        mask.Apply<bool, BackwardAction>(new BackwardAction(this, q, k, v, o, dO, lse, dq, dk, dv, headDim, batch, scratch));
+
+    private readonly struct ForwardAction(FlashAttention flash, FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, int headDim, GpuBatch batch,
+        ArrayView<float> lse) : IMaskAction<bool>
+    {
+        public bool Run<TMask>(TMask mask) where TMask : struct, IAttentionMask
+        {
+            flash.Forward(q, k, v, o, headDim, batch, mask, lse);
+            return true;
+        }
+    }
+
+    private readonly struct BackwardAction(FlashAttention flash, FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, FlashOperand dO,
+        ArrayView<float> lse, ArrayView<ushort> dq, ArrayView<ushort> dk, ArrayView<ushort> dv, int headDim, GpuBatch batch, ArrayView<float> scratch) : IMaskAction<bool>
+    {
+        public bool Run<TMask>(TMask mask) where TMask : struct, IAttentionMask
+        {
+            flash.Backward(q, k, v, o, dO, lse, dq, dk, dv, headDim, batch, mask, scratch);
+            return true;
+        }
+    }
+
+    /// <summary>Floats of scratch <see cref="Backward{TMask}"/> needs.</summary>
+    public static long BackwardScratchLength(GpuBatch batch, int heads, int headDim) => (long)batch.Tokens * heads * (1 + headDim);
+
+    private static float Scale(int headDim) => 1f / MathF.Sqrt(headDim);
+
+    private void Check(int headDim, GpuBatch batch, params FlashOperand[] operands)
+    {
+        if (Unsupported(device, headDim, batch, operands.Select(o => o.Layout).ToArray()) is { } why) throw new NotSupportedException($"flash attention: {why}");
+        int heads = operands[0].Layout.Heads, kvHeads = operands[1].Layout.Heads;
+        if (kvHeads <= 0 || heads % kvHeads != 0 || operands[2].Layout.Heads != kvHeads)
+            throw new ArgumentException($"flash attention: {heads} query heads cannot share {kvHeads} key and {operands[2].Layout.Heads} value heads");
+        foreach (var op in operands)
+        {
+            long last = op.Layout.Offset + (long)(batch.Tokens - 1) * op.Layout.TokenStride + (long)op.Layout.Heads * headDim;
+            if (last > op.View.Length) throw new ArgumentException($"flash attention: an operand of {op.View.Length} elements does not hold {batch.Tokens} tokens × {op.Layout.Heads} heads × {headDim} at its layout");
+        }
+    }
+}

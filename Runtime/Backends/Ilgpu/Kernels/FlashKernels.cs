@@ -1,0 +1,154 @@
+using ILGPU;
+using ModelGen.Masks;
+
+namespace ModelGen.Backends.Ilgpu.Kernels;
+
+/// <summary>Asks ModelGen's source generator for unrolled flash-attention kernels of the listed head dimensions.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
+public sealed class GenerateFlashAttentionAttribute(params int[] headDims) : Attribute
+{
+    /// <summary>The head dimensions.</summary>
+    public int[] HeadDims { get; } = headDims;
+}
+
+/// <summary>Arguments of the generated flash forward kernels. bf16 tensors are token-major: element (t, h, d) at Offset + t·Stride + h·D + d.</summary>
+public struct FlashForwardArgs<TMask> where TMask : struct, IAttentionMask
+{
+    /// <summary>Queries, keys, values (bf16 bits) and the output [tokens, Heads·D].</summary>
+    public ArrayView<ushort> Q, K, V, O;
+    /// <summary>Natural log-sum-exp per (row, head, query) [rows, Heads, Seq]; empty = not written.</summary>
+    public ArrayView<float> Lse;
+    /// <summary>Element offsets and token strides (multiples of 8: rows are copied in 16-byte chunks).</summary>
+    public long QOffset, KOffset, VOffset, OOffset, QStride, KStride, VStride, OStride;
+    /// <summary>Shape.</summary>
+    public int Seq, Heads, KvHeads, QueryTiles, KeyTiles;
+    /// <summary>Softmax scale × log2(e).</summary>
+    public float ScaleLog2;
+    /// <summary>Non-empty key tiles of each query tile [rows, QueryTiles, KeyTiles] as kt·4 + kind, and their counts [rows, QueryTiles].</summary>
+    public ArrayView<int> Lists, Counts;
+    /// <summary>Document bounds per row.</summary>
+    public DeviceLayouts Layouts;
+    /// <summary>The mask (evaluated only in partial tiles).</summary>
+    public TMask Mask;
+}
+
+/// <summary>Arguments of the generated flash backward kernels.</summary>
+public struct FlashBackwardArgs<TMask> where TMask : struct, IAttentionMask
+{
+    /// <summary>Inputs of the forward pass and the output gradient dO (bf16 bits).</summary>
+    public ArrayView<ushort> Q, K, V, DO;
+    /// <summary>Log-sum-exp of the forward pass and Δ = rowsum(dO ∘ O), both [rows, Heads, Seq].</summary>
+    public ArrayView<float> Lse, Delta;
+    /// <summary>dQ accumulated in fp32 [tokens, Heads·D] (zeroed before the launch; scaled afterwards).</summary>
+    public ArrayView<float> DQ;
+    /// <summary>dK and dV [tokens, KvHeads·D] (bf16 bits).</summary>
+    public ArrayView<ushort> DK, DV;
+    /// <summary>Element offsets and token strides of Q, K, V and dO.</summary>
+    public long QOffset, KOffset, VOffset, DOOffset, QStride, KStride, VStride, DOStride;
+    /// <summary>Shape.</summary>
+    public int Seq, Heads, KvHeads, QueryTiles, KeyTiles;
+    /// <summary>Softmax scale, and scale × log2(e).</summary>
+    public float Scale, ScaleLog2;
+    /// <summary>Non-empty query tiles of each key tile [rows, KeyTiles, QueryTiles] as qt·4 + kind, and their counts [rows, KeyTiles].</summary>
+    public ArrayView<int> Lists, Counts;
+    /// <summary>Document bounds per row.</summary>
+    public DeviceLayouts Layouts;
+    /// <summary>The mask.</summary>
+    public TMask Mask;
+}
+
+/// <summary>Arguments of <see cref="FlashKernels.RowLists"/> and <see cref="FlashKernels.ColumnLists"/>.</summary>
+public struct TileListArgs
+{
+    /// <summary>The tile map [rows, QueryTiles, KeyTiles].</summary>
+    public ArrayView<byte> Tiles;
+    /// <summary>Output lists and counts.</summary>
+    public ArrayView<int> Lists, Counts;
+    /// <summary>Tile counts.</summary>
+    public int QueryTiles, KeyTiles;
+}
+
+/// <summary>Arguments of <see cref="FlashKernels.Delta"/>.</summary>
+public struct DeltaArgs
+{
+    /// <summary>Output and its gradient [tokens, Heads·D] (bf16 bits).</summary>
+    public ArrayView<ushort> O, DO;
+    /// <summary>Offsets and token strides.</summary>
+    public long OOffset, OStride, DOOffset, DOStride;
+    /// <summary>Δ [rows, Heads, Seq].</summary>
+    public ArrayView<float> Delta;
+    /// <summary>Shape.</summary>
+    public int Seq, Heads, HeadDim;
+}
+
+/// <summary>Arguments of <see cref="FlashKernels.ScaleToBf16"/>.</summary>
+public struct ScaleArgs
+{
+    /// <summary>fp32 input.</summary>
+    public ArrayView<float> Input;
+    /// <summary>bf16 output.</summary>
+    public ArrayView<ushort> Output;
+    /// <summary>Factor.</summary>
+    public float Scale;
+}
+
+/// <summary>
+/// Flash attention on tensor cores: the forward and backward kernels are generated per head dimension (see
+/// <c>ModelGen.Generators.Kernels.FlashKernelEmitter</c>); the small helpers around them are written here.
+/// </summary>
+[GenerateFlashAttention(64, 128)]
+public static partial class FlashKernels
+{
+    /// <summary>Tile size of the kernels (queries and keys), which the tile map must use.</summary>
+    public const int Tile = 64;
+    /// <summary>Threads per group.</summary>
+    public const int Threads = 128;
+
+    /// <summary>Dynamic shared memory of the forward kernel.</summary>
+    public static int ForwardSharedBytes(int headDim) => 3 * Tile * headDim * 2;
+
+    /// <summary>Dynamic shared memory of the backward kernel (K, V, two 32-query tiles and dS^T).</summary>
+    public static int BackwardSharedBytes(int headDim) => (2 * Tile * headDim + 2 * 32 * headDim + Tile * 32) * 2;
+
+    /// <summary>One thread per (row, query tile): its non-empty key tiles, in order.</summary>
+    public static void RowLists(Index1D index, TileListArgs a)
+    {
+        long b = (long)(int)index * a.KeyTiles;
+        int n = 0;
+        for (int kt = 0; kt < a.KeyTiles; kt++)
+        {
+            int kind = a.Tiles[b + kt];
+            if (kind != 0) a.Lists[b + n++] = kt * 4 + kind;
+        }
+        a.Counts[index] = n;
+    }
+
+    /// <summary>One thread per (row, key tile): the query tiles that reach it, in order.</summary>
+    public static void ColumnLists(Index1D index, TileListArgs a)
+    {
+        int row = index / a.KeyTiles, kt = index - row * a.KeyTiles;
+        long b = (long)(int)index * a.QueryTiles, map = (long)row * a.QueryTiles * a.KeyTiles + kt;
+        int n = 0;
+        for (int qt = 0; qt < a.QueryTiles; qt++)
+        {
+            int kind = a.Tiles[map + (long)qt * a.KeyTiles];
+            if (kind != 0) a.Lists[b + n++] = qt * 4 + kind;
+        }
+        a.Counts[index] = n;
+    }
+
+    /// <summary>One thread per (token, head): Δ = Σ_d dO·O in fp32.</summary>
+    public static void Delta(Index1D index, DeltaArgs a)
+    {
+        long token = index / a.Heads;
+        int h = (int)(index - token * a.Heads);
+        long o = a.OOffset + token * a.OStride + (long)h * a.HeadDim, g = a.DOOffset + token * a.DOStride + (long)h * a.HeadDim;
+        float sum = 0f;
+        for (int d = 0; d < a.HeadDim; d++) sum += Bf16.ToFloat(a.O[o + d]) * Bf16.ToFloat(a.DO[g + d]);
+        long row = token / a.Seq;
+        a.Delta[(row * a.Heads + h) * a.Seq + (token - row * a.Seq)] = sum;
+    }
+
+    /// <summary>Output = bf16(Input × Scale).</summary>
+    public static void ScaleToBf16(Index1D index, ScaleArgs a) => a.Output[index] = Bf16.FromFloat(a.Input[index] * a.Scale);
+}

@@ -1,0 +1,177 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ModelGen.Backends.Ilgpu;
+using ModelGen.Backends.Ilgpu.Kernels;
+using ModelGen.Masks;
+
+namespace ModelGen.Tests.Ilgpu;
+
+/// <summary>The CPU accelerator with four 32-lane warps per group, as the flash kernels launch.</summary>
+public sealed class FlashCpuFixture : IDisposable
+{
+    /// <summary>The device.</summary>
+    public GpuDevice Device { get; } = GpuDevice.Open(GpuKind.Cpu, cpuWarpSize: 32, cpuWarpsPerGroup: 4);
+
+    /// <inheritdoc/>
+    public void Dispose() => Device.Dispose();
+}
+
+/// <summary>
+/// The generated flash-attention kernels on the CPU accelerator (the tensor-core intrinsics run as warp-collective
+/// emulations with the PTX fragment layouts) against an fp64 reference computed from the same bf16 inputs: outputs,
+/// log-sum-exp and the three gradients, with GQA, tails that are not multiples of the 64-token tile, and the masks.
+/// </summary>
+public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFixture>
+{
+    [Fact]
+    public void Mma_emulation_computes_the_fragment_product()
+    {
+        var random = new Random(1);
+        var a = Enumerable.Range(0, 16 * 16).Select(_ => Bf16.FromFloat((float)random.NextDouble() * 2 - 1)).ToArray();
+        var b = Enumerable.Range(0, 16 * 8).Select(_ => Bf16.FromFloat((float)random.NextDouble() * 2 - 1)).ToArray();
+        using var aBuffer = cpu.Device.Accelerator.Allocate1D(a);
+        using var bBuffer = cpu.Device.Accelerator.Allocate1D(b);
+        using var dBuffer = cpu.Device.Accelerator.Allocate1D<float>(16 * 8);
+        var kernel = cpu.Device.Accelerator.LoadKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>>(MmaKernel);
+        kernel(cpu.Device.Stream, new KernelConfig(1, 32), aBuffer.View, bBuffer.View, dBuffer.View);
+        var d = dBuffer.GetAsArray1D();
+        for (int r = 0; r < 16; r++)
+            for (int c = 0; c < 8; c++)
+            {
+                double want = 0;
+                for (int k = 0; k < 16; k++) want += Bf16.ToFloat(a[r * 16 + k]) * (double)Bf16.ToFloat(b[k * 8 + c]);
+                Assert.True(Math.Abs(want - d[r * 8 + c]) < 1e-5, $"D[{r},{c}] = {d[r * 8 + c]}, want {want}");
+            }
+    }
+
+    private static void MmaKernel(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<float> d)
+    {
+        int lane = Warp.LaneIdx, g = lane >> 2, t = lane & 3;
+        var af = new U4 { X = Pair(a, g * 16 + 2 * t, 1), Y = Pair(a, (g + 8) * 16 + 2 * t, 1), Z = Pair(a, g * 16 + 2 * t + 8, 1), W = Pair(a, (g + 8) * 16 + 2 * t + 8, 1) };
+        uint b0 = Pair(b, 2 * t * 8 + g, 8), b1 = Pair(b, (2 * t + 8) * 8 + g, 8);
+        var r = TensorCore.Mma(af, b0, b1, new F4 { X = 0.5f });
+        d[g * 8 + 2 * t] = r.X - 0.5f; // every lane's c0 started from 0.5: the accumulator is added
+        d[g * 8 + 2 * t + 1] = r.Y;
+        d[(g + 8) * 8 + 2 * t] = r.Z;
+        d[(g + 8) * 8 + 2 * t + 1] = r.W;
+    }
+
+    private static uint Pair(ArrayView<ushort> m, int index, int step) => m[index] | ((uint)m[index + step] << 16);
+
+    public static IEnumerable<object[]> Cases() =>
+    [
+        [64, MaskKind.Causal, 100, 4, 2],
+        [128, MaskKind.Anchor, 96, 2, 1],
+    ];
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Forward_and_backward_match_an_fp64_reference(int headDim, MaskKind kind, int seq, int heads, int kvHeads)
+    {
+        var random = new Random(headDim + seq);
+        var layout = kind == MaskKind.Causal ? DocumentLayout.Single(seq) : DocumentLayout.Anchored(seq, 1, seq / 3, seq / 3 + 17);
+        var mask = new AttentionMask(kind);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => Bf16.ToFloat(Bf16.FromFloat((float)(random.NextDouble() * 2 - 1)))).ToArray();
+        var q = Rand(seq * heads * headDim);
+        var k = Rand(seq * kvHeads * headDim);
+        var v = Rand(seq * kvHeads * headDim);
+        var dO = Rand(seq * heads * headDim);
+        var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
+
+        var acc = cpu.Device.Accelerator;
+        using var batch = new GpuBatch(cpu.Device, 1, seq);
+        batch.Upload(new int[seq], Enumerable.Range(0, seq).ToArray(), [layout], vocab: 1);
+        batch.BuildTileMap(mask);
+        var flash = new FlashAttention(cpu.Device);
+        flash.BuildTileLists(batch);
+        using var qb = acc.Allocate1D(Bf16.FromFloats(q));
+        using var kb = acc.Allocate1D(Bf16.FromFloats(k));
+        using var vb = acc.Allocate1D(Bf16.FromFloats(v));
+        using var dOb = acc.Allocate1D(Bf16.FromFloats(dO));
+        using var ob = acc.Allocate1D<ushort>(q.Length);
+        using var lse = acc.Allocate1D<float>(seq * heads);
+        using var dq = acc.Allocate1D<ushort>(q.Length);
+        using var dk = acc.Allocate1D<ushort>(k.Length);
+        using var dv = acc.Allocate1D<ushort>(v.Length);
+        using var scratch = acc.Allocate1D<float>(FlashAttention.BackwardScratchLength(batch, heads, headDim));
+        FlashOperand Op(MemoryBuffer1D<ushort, Stride1D.Dense> b, int h) => new(b.View, HeadLayout.Packed(seq, h * headDim, 0, h, headDim));
+        flash.Forward(Op(qb, heads), Op(kb, kvHeads), Op(vb, kvHeads), Op(ob, heads), headDim, batch, mask, lse.View);
+        flash.Backward(Op(qb, heads), Op(kb, kvHeads), Op(vb, kvHeads), Op(ob, heads), Op(dOb, heads), lse.View, dq.View, dk.View, dv.View, headDim, batch, mask, scratch.View);
+        cpu.Device.Synchronize();
+
+        // bf16 rounding of P (2^-9), of the output (2^-9) and of dS: a few parts in a thousand of the largest value.
+        Near("O", reference.O, Bf16.ToFloats(ob.GetAsArray1D()), 0.01);
+        Near("lse", reference.Lse, lse.GetAsArray1D(), 1e-4);
+        Near("dQ", reference.DQ, Bf16.ToFloats(dq.GetAsArray1D()), 0.02);
+        Near("dK", reference.DK, Bf16.ToFloats(dk.GetAsArray1D()), 0.02);
+        Near("dV", reference.DV, Bf16.ToFloats(dv.GetAsArray1D()), 0.02);
+    }
+
+    private static void Near(string what, double[] want, float[] got, double relative)
+    {
+        double scale = want.Max(Math.Abs);
+        Assert.True(scale > 0.05, $"{what}: reference is degenerate (max |x| = {scale})");
+        double worst = 0;
+        int at = 0;
+        for (int i = 0; i < want.Length; i++)
+        {
+            double e = Math.Abs(want[i] - got[i]);
+            if (e > worst) (worst, at) = (e, i);
+        }
+        Assert.True(worst <= relative * scale, $"{what}: worst error {worst:G3} at {at} (want {want[at]:G5}, got {got[at]:G5}); bound {relative} × {scale:G3}");
+    }
+
+    private sealed record Grads(double[] O, double[] Lse, double[] DQ, double[] DK, double[] DV);
+
+    /// <summary>Attention and its gradients in fp64; tensors [seq, heads, D], lse [heads, seq].</summary>
+    private static Grads Reference(float[] q, float[] k, float[] v, float[] dO, int seq, int heads, int kvHeads, int d, Func<int, int, bool> allows)
+    {
+        double scale = 1 / Math.Sqrt(d);
+        var o = new double[q.Length];
+        var lse = new double[seq * heads];
+        var dq = new double[q.Length];
+        var dk = new double[k.Length];
+        var dv = new double[v.Length];
+        int group = heads / kvHeads;
+        for (int h = 0; h < heads; h++)
+        {
+            int kh = h / group;
+            for (int i = 0; i < seq; i++)
+            {
+                var s = new double[seq];
+                double max = double.NegativeInfinity;
+                for (int j = 0; j < seq; j++)
+                {
+                    if (!allows(i, j)) { s[j] = double.NegativeInfinity; continue; }
+                    double dot = 0;
+                    for (int x = 0; x < d; x++) dot += q[(i * heads + h) * d + x] * (double)k[(j * kvHeads + kh) * d + x];
+                    s[j] = dot * scale;
+                    max = Math.Max(max, s[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < seq; j++) sum += s[j] == double.NegativeInfinity ? 0 : Math.Exp(s[j] - max);
+                lse[h * seq + i] = max + Math.Log(sum);
+                var p = s.Select(x => x == double.NegativeInfinity ? 0 : Math.Exp(x - max) / sum).ToArray();
+                for (int j = 0; j < seq; j++)
+                    for (int x = 0; x < d; x++) o[(i * heads + h) * d + x] += p[j] * v[(j * kvHeads + kh) * d + x];
+                double delta = 0;
+                for (int x = 0; x < d; x++) delta += dO[(i * heads + h) * d + x] * o[(i * heads + h) * d + x];
+                for (int j = 0; j < seq; j++)
+                {
+                    if (p[j] == 0) continue;
+                    double dp = 0;
+                    for (int x = 0; x < d; x++) dp += dO[(i * heads + h) * d + x] * (double)v[(j * kvHeads + kh) * d + x];
+                    double ds = p[j] * (dp - delta);
+                    for (int x = 0; x < d; x++)
+                    {
+                        dv[(j * kvHeads + kh) * d + x] += p[j] * dO[(i * heads + h) * d + x];
+                        dq[(i * heads + h) * d + x] += scale * ds * k[(j * kvHeads + kh) * d + x];
+                        dk[(j * kvHeads + kh) * d + x] += scale * ds * q[(i * heads + h) * d + x];
+                    }
+                }
+            }
+        }
+        // lse in the kernel's [rows, heads, seq] order is [heads, seq] for one row.
+        return new Grads(o, lse, dq, dk, dv);
+    }
+}
