@@ -104,9 +104,14 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
             new { length = s.Seq, delta2 = options.Delta2, delta1 = options.Delta1, logit_lengths = options.LogitLengths, sequences = sequences.Take(s.Samples) }));
         RopeStudyReport.Write(result, s.Out);
         foreach (var (precision, points) in result.Deviation)
+        {
+            var first = RopeStudy.SummarizeFirstToken(result.PerToken[precision]);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{Name(precision),-14} D(Δ1=0) = {points.First(p => p.Delta1 == 0).D:G4}   mean D = {points.Average(p => p.D):G4}   first-token share = {result.PerToken[precision][0] / Math.Max(1e-300, result.PerToken[precision].Sum()):P1}   D_logit(T={result.LogitDeviation[precision][^1].Length}) = {result.LogitDeviation[precision][^1].DLogit:G4}"));
-        Console.WriteLine($"wrote {s.Out}: d_vs_delta.csv, per_token.csv, d_logit.csv, their .png plots, and tokens.json");
+                $"{Name(precision),-14} D(Δ1=0) = {points.First(p => p.Delta1 == 0).D:G4}   mean D = {points.Average(p => p.D):G4}   D_logit(T={result.LogitDeviation[precision][^1].Length}) = {result.LogitDeviation[precision][^1].DLogit:G4}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{"",-14} sink (mean P on key 0) = {result.MeanSink(precision):F3} (uniform {RopeStudy.UniformSinkShare(s.Seq):F3})   column 0 = {first.Column0:G3}: ×{first.Column0 / first.MedianOthers:F1} the median, ×{first.Column0 / first.MaxOthersWithEntries:F2} the max of columns with ≥ {first.MinEntries} entries (j = {first.ArgMaxOthersWithEntries}), ×{first.Column0 / first.MaxOthers:F2} the max of all (j = {first.ArgMaxOthers}), rank {first.Rank} of {s.Seq}, {first.Share:P1} of D"));
+        }
+        Console.WriteLine($"wrote {s.Out}: d_vs_delta, per_token, d_logit (.csv, .png), per_token_all.png, first_token.csv, sink.csv, sink.png and tokens.json");
         return 0;
     }
 
@@ -173,6 +178,20 @@ public static class RopeStudyReport
         foreach (var (p, points) in result.LogitDeviation)
             foreach (var (t, v) in points) csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{t},{v:R}\n");
         File.WriteAllText(Path.Combine(folder, "d_logit.csv"), csv.ToString());
+
+        csv = new StringBuilder("precision,layer,head,p_key0\n");
+        foreach (var (p, layers) in result.Sink)
+            for (int l = 0; l < layers.Length; l++)
+                for (int h = 0; h < layers[l].Length; h++) csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{l},{h},{layers[l][h]:R}\n");
+        File.WriteAllText(Path.Combine(folder, "sink.csv"), csv.ToString());
+
+        csv = new StringBuilder("precision,column0,median_others,max_others,argmax_others,max_others_min_entries,argmax_others_min_entries,min_entries,rank,share_of_D,sink_mean,sink_uniform\n");
+        foreach (var (p, values) in result.PerToken)
+        {
+            var f = RopeStudy.SummarizeFirstToken(values);
+            csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{f.Column0:R},{f.MedianOthers:R},{f.MaxOthers:R},{f.ArgMaxOthers},{f.MaxOthersWithEntries:R},{f.ArgMaxOthersWithEntries},{f.MinEntries},{f.Rank},{f.Share:R},{result.MeanSink(p):R},{RopeStudy.UniformSinkShare(values.Length):R}\n");
+        }
+        File.WriteAllText(Path.Combine(folder, "first_token.csv"), csv.ToString());
         Plot(result, folder);
     }
 
@@ -189,7 +208,11 @@ public static class RopeStudyReport
         var deviation = Rows(dv).GroupBy(r => P(r[0], dv)).ToDictionary(g => g.Key, g => (IReadOnlyList<(long, double)>)g.Select(r => (long.Parse(r[1], CultureInfo.InvariantCulture), D(r[2]))).ToList());
         var perToken = Rows(pt).GroupBy(r => P(r[0], pt)).ToDictionary(g => g.Key, g => g.OrderBy(r => int.Parse(r[1], CultureInfo.InvariantCulture)).Select(r => D(r[2])).ToArray());
         var logit = Rows(dl).GroupBy(r => P(r[0], dl)).ToDictionary(g => g.Key, g => (IReadOnlyList<(int, double)>)g.Select(r => (int.Parse(r[1], CultureInfo.InvariantCulture), D(r[2]))).ToList());
-        return new RopeStudyResult(deviation, perToken, logit);
+        string sk = Path.Combine(folder, "sink.csv"); // absent in studies written before the sink diagnostic
+        var sink = !File.Exists(sk) ? new Dictionary<StudyPrecision, double[][]>() : Rows(sk).GroupBy(r => P(r[0], sk)).ToDictionary(g => g.Key, g =>
+            g.GroupBy(r => int.Parse(r[1], CultureInfo.InvariantCulture)).OrderBy(l => l.Key)
+                .Select(l => l.OrderBy(r => int.Parse(r[2], CultureInfo.InvariantCulture)).Select(r => D(r[3])).ToArray()).ToArray());
+        return new RopeStudyResult(deviation, perToken, logit, sink);
     }
 
     /// <summary>Draws d_vs_delta.png, per_token.png and d_logit.png.</summary>
@@ -211,6 +234,34 @@ public static class RopeStudyReport
             bars.LegendText = AnalyzeRopeCommand.Name(p);
         }
         Save(plot, "key position j (first 64)", "Σ_l,h n_j Σ_i |ΔATTN_ij|  (Δ1 = 0, Δ2 = 16)", "Per-token deviation (first 64 key positions)", Path.Combine(folder, "per_token.png"));
+
+        plot = new ScottPlot.Plot();
+        foreach (var (p, values) in result.PerToken)
+        {
+            if (values.All(v => v <= 0)) continue; // nothing to draw on a log scale
+            double floor = values.Where(v => v > 0).Min();
+            var dots = plot.Add.Scatter(Enumerable.Range(0, values.Length).Select(i => (double)i).ToArray(), values.Select(v => Math.Log10(Math.Max(v, floor))).ToArray());
+            dots.LineWidth = 0;
+            dots.MarkerSize = 3;
+            dots.LegendText = AnalyzeRopeCommand.Name(p);
+        }
+        Save(plot, "key position j (all T)", "log10 Σ_l,h n_j Σ_i |ΔATTN_ij|  (Δ1 = 0, Δ2 = 16)", "Per-token deviation, every key position", Path.Combine(folder, "per_token_all.png"));
+
+        if (result.Sink.Values.Any(l => l.Length > 0))
+        {
+            plot = new ScottPlot.Plot();
+            int series = 0, count = result.Sink.Count;
+            foreach (var (p, layers) in result.Sink)
+            {
+                // One bar per layer (mean over heads), the precisions side by side.
+                var bars = plot.Add.Bars(Enumerable.Range(0, layers.Length).Select(l => l + (series - (count - 1) / 2.0) * 0.8 / count).ToArray(),
+                    layers.Select(h => h.Length > 0 ? h.Average() : 0).ToArray());
+                foreach (var bar in bars.Bars) bar.Size = 0.8 / count;
+                bars.LegendText = AnalyzeRopeCommand.Name(p);
+                series++;
+            }
+            Save(plot, "layer", "mean P(key 0) over heads and rows 1…T−1 (Δ = 0)", "Attention sink: probability on the first token", Path.Combine(folder, "sink.png"));
+        }
 
         plot = new ScottPlot.Plot();
         foreach (var (p, points) in result.LogitDeviation)
