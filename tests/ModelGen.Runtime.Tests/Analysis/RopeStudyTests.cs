@@ -182,9 +182,26 @@ public class AnalyzeRopeCliTests
         Assert.Equal(2 * 4, result.Sink[StudyPrecision.Bf16].Sum(l => l.Length)); // 2 layers × 4 heads, read back
         Assert.Equal(19, result.Deviation[StudyPrecision.Bf16].Count);
         Assert.Equal(64, result.PerToken[StudyPrecision.Fp32].Length);
-        Assert.Contains("sequences", File.ReadAllText(Path.Combine(folder.Path, "tokens.json")));
+        // Every study sequence starts with the anchor the trainer puts at token 0 of each window (the fixture's BOS, 1).
+        using var tokens = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder.Path, "tokens.json")));
+        Assert.All(tokens.RootElement.GetProperty("sequences").EnumerateArray(), seq => Assert.Equal(1, seq[0].GetInt64()));
         File.Delete(Path.Combine(folder.Path, "d_logit.png"));
         Assert.Equal(0, ModelGen.Tests.Cli.CliRunner.Run("analyze-rope", folder.Path, "--replot").Code);
         Assert.True(File.Exists(Path.Combine(folder.Path, "d_logit.png")));
+    }
+
+    [Fact]
+    public void Corpus_study_sequences_start_with_the_anchor_of_the_training_windows()
+    {
+        // TinyLlama has no BOS: the trainer anchors each window with GPT-2's EOS, and the study must start with the same token.
+        using var folder = new ScratchFolder();
+        Assert.Equal(0, ModelGen.Tests.Cli.CliRunner.Run("analyze-rope", "TinyLlama", "--seq", "32", "--samples", "2",
+            "--max-logit-length", "64", "--precision", "fp32", "--out", folder.Path).Code);
+        var config = ModelGen.Models.TinyLlama.Declared;
+        var windows = ModelGen.Training.TrainingData.Pack(ModelGen.Data.TextCorpus.LoadDefault().Take(2), ModelGen.Data.TextTokenizer.Gpt2(), config, 32, false);
+        long anchor = windows[0].Tokens[0];
+        Assert.Equal(50256, anchor);
+        using var tokens = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder.Path, "tokens.json")));
+        Assert.All(tokens.RootElement.GetProperty("sequences").EnumerateArray(), seq => Assert.Equal(anchor, seq[0].GetInt64()));
     }
 }
