@@ -32,10 +32,14 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
         [CommandOption("--random-tokens")] [Description("Use uniformly random token ids instead of corpus text.")] public bool RandomTokens { get; init; }
         /// <summary>Corpus.</summary>
         [CommandOption("--corpus <PATH>")] [Description("Text to tokenize (default: the embedded corpus).")] public string? Corpus { get; init; }
+        /// <summary>One document per sample.</summary>
+        [CommandOption("--one-document")] [Description("Start each sample at a document that has at least T−1 tokens (the first such documents of the corpus, in order), so the T tokens of D are the anchor and one document, as a document sees itself in anchor-masked training. Without it, samples cut the stream of concatenated documents every T−1 tokens.")] public bool OneDocument { get; init; }
         /// <summary>Seed.</summary>
         [CommandOption("--seed <N>")] [Description("Seed of random weights and random tokens (default 0).")] public int Seed { get; init; }
         /// <summary>Redraw the plots of an earlier study from its CSV files.</summary>
         [CommandOption("--replot")] [Description("Only redraw the PNG plots of the study in MODEL (a study output folder) from its CSV files.")] public bool Replot { get; init; }
+        /// <summary>Δ1 values.</summary>
+        [CommandOption("--delta1 <LIST>")] [Description("Comma list of the shifts Δ1 compared with Δ2 = 16, including 0 (default the paper's 19, 0 … 2000).")] public string? Delta1 { get; init; }
         /// <summary>Precisions.</summary>
         [CommandOption("--precision <LIST>")] [Description("Comma list of bf16, bf16-rot-fp32, fp32 (default all three).")] public string Precision { get; init; } = "bf16,bf16-rot-fp32,fp32";
 
@@ -45,6 +49,10 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
             if (Seq < 32) return ValidationResult.Error($"--seq must be at least 32, got {Seq}");
             if (Samples < 1) return ValidationResult.Error($"--samples must be positive, got {Samples}");
             if (MaxLogitLength < 64) return ValidationResult.Error($"--max-logit-length must be at least 64, got {MaxLogitLength}");
+            if (Delta1 is not null && Delta1.Split(',').Any(d => !long.TryParse(d.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) || v < 0))
+                return ValidationResult.Error($"--delta1 '{Delta1}' is not a comma list of non-negative integers");
+            if (Delta1 is not null && !Delta1.Split(',').Any(d => d.Trim() == "0"))
+                return ValidationResult.Error($"--delta1 '{Delta1}' must include 0 (the per-token view and the sink are taken at Δ1 = 0)");
             foreach (var p in Precision.Split(','))
                 if (!TryPrecision(p.Trim(), out _)) return ValidationResult.Error($"--precision '{p}' is not bf16, bf16-rot-fp32 or fp32");
             return ValidationResult.Success();
@@ -87,13 +95,14 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
             Length = s.Seq,
             Samples = s.Samples,
             LogitLengths = logitLengths,
+            Delta1 = s.Delta1 is null ? RopeStudyOptions.PaperDeltas : s.Delta1.Split(',').Select(d => long.Parse(d.Trim(), CultureInfo.InvariantCulture)).Distinct().ToList(),
             Precisions = s.Precision.Split(',').Select(p => { TryPrecision(p.Trim(), out var v); return v; }).Distinct().ToList(),
         };
         int need = Math.Max(s.Seq, logitLengths.Max());
         var sequences = s.RandomTokens || tokenizer is null
             ? RandomSequences(model.Config, s.Samples, need, s.Seed)
-            : CorpusSequences(tokenizer, model.Config, s.Corpus, s.Samples, need);
-        Console.WriteLine($"model: {description}; T = {s.Seq}, Δ2 = {options.Delta2}, {s.Samples} sample(s) of {(s.RandomTokens || tokenizer is null ? "random tokens" : "corpus text")}");
+            : CorpusSequences(tokenizer, model.Config, s.Corpus, s.Samples, need, s.OneDocument ? s.Seq - 1 : 0);
+        Console.WriteLine($"model: {description}; T = {s.Seq}, Δ2 = {options.Delta2}, {s.Samples} sample(s) of {(s.RandomTokens || tokenizer is null ? "random tokens" : s.OneDocument ? "corpus text, one document each" : "corpus text")}, each starting with the anchor (token {model.Config.AnchorTokenId})");
 
         bool live = !Console.IsErrorRedirected;
         var result = RopeStudyRunner.Run(model, sequences, options, message => { if (live) Console.Error.Write($"\r{message,-70}"); });
@@ -142,18 +151,26 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
         }).ToList();
     }
 
-    private static List<long[]> CorpusSequences(TextTokenizer tokenizer, ModelConfig config, string? corpus, int samples, int length)
+    /// <summary>
+    /// Samples of <paramref name="length"/> tokens, each the anchor followed by the corpus stream (documents back to back,
+    /// each ended by EOS, as the trainer packs them). With <paramref name="minDocument"/> = 0 the samples cut the stream
+    /// every length − 1 tokens; otherwise each starts at the next document of at least <paramref name="minDocument"/> tokens.
+    /// </summary>
+    internal static List<long[]> CorpusSequences(TextTokenizer tokenizer, ModelConfig config, string? corpus, int samples, int length, int minDocument = 0)
     {
         var documents = corpus is null ? TextCorpus.LoadDefault() : TextCorpus.Load(corpus);
-        var stream = documents.SelectMany(d => tokenizer.Encode(d.Text).Select(i => (long)i).Append(config.EosTokenId ?? config.AnchorTokenId)).ToArray();
-        var result = new List<long[]>();
-        for (int at = 0; result.Count < samples; at += length - 1)
-        {
-            if (at + length - 1 > stream.Length)
-                throw new InvalidDataException($"{corpus ?? TextCorpus.DefaultName}: {stream.Length} tokens are too few for {samples} sequence(s) of {length}");
-            result.Add([config.AnchorTokenId, .. stream[at..(at + length - 1)]]);
-        }
-        return result;
+        var encoded = documents.Select(d => tokenizer.Encode(d.Text).Select(i => (long)i).Append(config.EosTokenId ?? config.AnchorTokenId).ToArray()).ToList();
+        var stream = encoded.SelectMany(d => d).ToArray();
+        var starts = new List<int>();
+        if (minDocument == 0)
+            for (int at = 0; starts.Count < samples && at + length - 1 <= stream.Length; at += length - 1) starts.Add(at);
+        else
+            for (int d = 0, at = 0; d < encoded.Count && starts.Count < samples; at += encoded[d].Length, d++)
+                if (encoded[d].Length - 1 >= minDocument && at + length - 1 <= stream.Length) starts.Add(at); // − 1: without its EOS
+        if (starts.Count < samples)
+            throw new InvalidDataException($"{corpus ?? TextCorpus.DefaultName}: {stream.Length} tokens give only {starts.Count} of {samples} sequence(s) of {length}"
+                + (minDocument > 0 ? $" starting at a document of at least {minDocument} tokens" : ""));
+        return starts.Select(at => (long[])[config.AnchorTokenId, .. stream[at..(at + length - 1)]]).ToList();
     }
 }
 

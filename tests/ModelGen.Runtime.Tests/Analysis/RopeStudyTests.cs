@@ -204,4 +204,25 @@ public class AnalyzeRopeCliTests
         using var tokens = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder.Path, "tokens.json")));
         Assert.All(tokens.RootElement.GetProperty("sequences").EnumerateArray(), seq => Assert.Equal(anchor, seq[0].GetInt64()));
     }
+
+    [Fact]
+    public void One_document_samples_are_the_anchor_and_the_start_of_a_long_enough_document()
+    {
+        var tokenizer = ModelGen.Data.TextTokenizer.Gpt2();
+        var config = ModelGen.Models.TinyLlama.Declared;
+        var documents = ModelGen.Data.TextCorpus.LoadDefault();
+        const int length = 512;
+        var samples = ModelGen.Cli.AnalyzeRopeCommand.CorpusSequences(tokenizer, config, null, 3, length, minDocument: length - 1);
+        var longEnough = documents.Select(d => tokenizer.Encode(d.Text)).Where(ids => ids.Count >= length - 1).Take(3).ToList();
+        Assert.Equal(3, samples.Count);
+        for (int s = 0; s < 3; s++)
+        {
+            Assert.Equal(length, samples[s].Length);
+            Assert.Equal(config.AnchorTokenId, samples[s][0]);
+            Assert.Equal(longEnough[s].Take(length - 1).Select(i => (long)i), samples[s][1..]); // no EOS, no other document
+        }
+        // The default cuts the concatenated stream every T − 1 tokens: the first sample is the same stream start.
+        var stream = ModelGen.Cli.AnalyzeRopeCommand.CorpusSequences(tokenizer, config, null, 2, length);
+        Assert.Equal(tokenizer.Encode(documents[0].Text).Take(10).Select(i => (long)i), stream[0][1..11]);
+    }
 }
