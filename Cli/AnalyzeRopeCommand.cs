@@ -32,10 +32,14 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
         [CommandOption("--random-tokens")] [Description("Use uniformly random token ids instead of corpus text.")] public bool RandomTokens { get; init; }
         /// <summary>Corpus.</summary>
         [CommandOption("--corpus <PATH>")] [Description("Text to tokenize (default: the embedded corpus).")] public string? Corpus { get; init; }
+        /// <summary>One document per sample.</summary>
+        [CommandOption("--one-document")] [Description("Start each sample at a document that has at least T−1 tokens (the first such documents of the corpus, in order), so the T tokens of D are the anchor and one document, as a document sees itself in anchor-masked training. Without it, samples cut the stream of concatenated documents every T−1 tokens.")] public bool OneDocument { get; init; }
         /// <summary>Seed.</summary>
         [CommandOption("--seed <N>")] [Description("Seed of random weights and random tokens (default 0).")] public int Seed { get; init; }
         /// <summary>Redraw the plots of an earlier study from its CSV files.</summary>
         [CommandOption("--replot")] [Description("Only redraw the PNG plots of the study in MODEL (a study output folder) from its CSV files.")] public bool Replot { get; init; }
+        /// <summary>Δ1 values.</summary>
+        [CommandOption("--delta1 <LIST>")] [Description("Comma list of the shifts Δ1 compared with Δ2 = 16, including 0 (default the paper's 19, 0 … 2000).")] public string? Delta1 { get; init; }
         /// <summary>Precisions.</summary>
         [CommandOption("--precision <LIST>")] [Description("Comma list of bf16, bf16-rot-fp32, fp32 (default all three).")] public string Precision { get; init; } = "bf16,bf16-rot-fp32,fp32";
 
@@ -45,6 +49,10 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
             if (Seq < 32) return ValidationResult.Error($"--seq must be at least 32, got {Seq}");
             if (Samples < 1) return ValidationResult.Error($"--samples must be positive, got {Samples}");
             if (MaxLogitLength < 64) return ValidationResult.Error($"--max-logit-length must be at least 64, got {MaxLogitLength}");
+            if (Delta1 is not null && Delta1.Split(',').Any(d => !long.TryParse(d.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) || v < 0))
+                return ValidationResult.Error($"--delta1 '{Delta1}' is not a comma list of non-negative integers");
+            if (Delta1 is not null && !Delta1.Split(',').Any(d => d.Trim() == "0"))
+                return ValidationResult.Error($"--delta1 '{Delta1}' must include 0 (the per-token view and the sink are taken at Δ1 = 0)");
             foreach (var p in Precision.Split(','))
                 if (!TryPrecision(p.Trim(), out _)) return ValidationResult.Error($"--precision '{p}' is not bf16, bf16-rot-fp32 or fp32");
             return ValidationResult.Success();
@@ -87,13 +95,14 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
             Length = s.Seq,
             Samples = s.Samples,
             LogitLengths = logitLengths,
+            Delta1 = s.Delta1 is null ? RopeStudyOptions.PaperDeltas : s.Delta1.Split(',').Select(d => long.Parse(d.Trim(), CultureInfo.InvariantCulture)).Distinct().ToList(),
             Precisions = s.Precision.Split(',').Select(p => { TryPrecision(p.Trim(), out var v); return v; }).Distinct().ToList(),
         };
         int need = Math.Max(s.Seq, logitLengths.Max());
         var sequences = s.RandomTokens || tokenizer is null
             ? RandomSequences(model.Config, s.Samples, need, s.Seed)
-            : CorpusSequences(tokenizer, model.Config, s.Corpus, s.Samples, need);
-        Console.WriteLine($"model: {description}; T = {s.Seq}, Δ2 = {options.Delta2}, {s.Samples} sample(s) of {(s.RandomTokens || tokenizer is null ? "random tokens" : "corpus text")}");
+            : CorpusSequences(tokenizer, model.Config, s.Corpus, s.Samples, need, s.OneDocument ? s.Seq - 1 : 0);
+        Console.WriteLine($"model: {description}; T = {s.Seq}, Δ2 = {options.Delta2}, {s.Samples} sample(s) of {(s.RandomTokens || tokenizer is null ? "random tokens" : s.OneDocument ? "corpus text, one document each" : "corpus text")}, each starting with the anchor (token {model.Config.AnchorTokenId})");
 
         bool live = !Console.IsErrorRedirected;
         var result = RopeStudyRunner.Run(model, sequences, options, message => { if (live) Console.Error.Write($"\r{message,-70}"); });
@@ -104,9 +113,14 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
             new { length = s.Seq, delta2 = options.Delta2, delta1 = options.Delta1, logit_lengths = options.LogitLengths, sequences = sequences.Take(s.Samples) }));
         RopeStudyReport.Write(result, s.Out);
         foreach (var (precision, points) in result.Deviation)
+        {
+            var first = RopeStudy.SummarizeFirstToken(result.PerToken[precision]);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{Name(precision),-14} D(Δ1=0) = {points.First(p => p.Delta1 == 0).D:G4}   mean D = {points.Average(p => p.D):G4}   first-token share = {result.PerToken[precision][0] / Math.Max(1e-300, result.PerToken[precision].Sum()):P1}   D_logit(T={result.LogitDeviation[precision][^1].Length}) = {result.LogitDeviation[precision][^1].DLogit:G4}"));
-        Console.WriteLine($"wrote {s.Out}: d_vs_delta.csv, per_token.csv, d_logit.csv, their .png plots, and tokens.json");
+                $"{Name(precision),-14} D(Δ1=0) = {points.First(p => p.Delta1 == 0).D:G4}   mean D = {points.Average(p => p.D):G4}   D_logit(T={result.LogitDeviation[precision][^1].Length}) = {result.LogitDeviation[precision][^1].DLogit:G4}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{"",-14} sink (mean P on key 0) = {result.MeanSink(precision):F3} (uniform {RopeStudy.UniformSinkShare(s.Seq):F3})   column 0 = {first.Column0:G3}: ×{first.Column0 / first.MedianOthers:F1} the median, ×{first.Column0 / first.MaxOthersWithEntries:F2} the max of columns with ≥ {first.MinEntries} entries (j = {first.ArgMaxOthersWithEntries}), ×{first.Column0 / first.MaxOthers:F2} the max of all (j = {first.ArgMaxOthers}), rank {first.Rank} of {s.Seq}, {first.Share:P1} of D"));
+        }
+        Console.WriteLine($"wrote {s.Out}: d_vs_delta, per_token, d_logit (.csv, .png), per_token_all.png, first_token.csv, sink.csv, sink.png and tokens.json");
         return 0;
     }
 
@@ -137,18 +151,26 @@ public sealed class AnalyzeRopeCommand : Command<AnalyzeRopeCommand.Settings>
         }).ToList();
     }
 
-    private static List<long[]> CorpusSequences(TextTokenizer tokenizer, ModelConfig config, string? corpus, int samples, int length)
+    /// <summary>
+    /// Samples of <paramref name="length"/> tokens, each the anchor followed by the corpus stream (documents back to back,
+    /// each ended by EOS, as the trainer packs them). With <paramref name="minDocument"/> = 0 the samples cut the stream
+    /// every length − 1 tokens; otherwise each starts at the next document of at least <paramref name="minDocument"/> tokens.
+    /// </summary>
+    internal static List<long[]> CorpusSequences(TextTokenizer tokenizer, ModelConfig config, string? corpus, int samples, int length, int minDocument = 0)
     {
         var documents = corpus is null ? TextCorpus.LoadDefault() : TextCorpus.Load(corpus);
-        var stream = documents.SelectMany(d => tokenizer.Encode(d.Text).Select(i => (long)i).Append(config.EosTokenId ?? config.AnchorTokenId)).ToArray();
-        var result = new List<long[]>();
-        for (int at = 0; result.Count < samples; at += length - 1)
-        {
-            if (at + length - 1 > stream.Length)
-                throw new InvalidDataException($"{corpus ?? TextCorpus.DefaultName}: {stream.Length} tokens are too few for {samples} sequence(s) of {length}");
-            result.Add([config.AnchorTokenId, .. stream[at..(at + length - 1)]]);
-        }
-        return result;
+        var encoded = documents.Select(d => tokenizer.Encode(d.Text).Select(i => (long)i).Append(config.EosTokenId ?? config.AnchorTokenId).ToArray()).ToList();
+        var stream = encoded.SelectMany(d => d).ToArray();
+        var starts = new List<int>();
+        if (minDocument == 0)
+            for (int at = 0; starts.Count < samples && at + length - 1 <= stream.Length; at += length - 1) starts.Add(at);
+        else
+            for (int d = 0, at = 0; d < encoded.Count && starts.Count < samples; at += encoded[d].Length, d++)
+                if (encoded[d].Length - 1 >= minDocument && at + length - 1 <= stream.Length) starts.Add(at); // − 1: without its EOS
+        if (starts.Count < samples)
+            throw new InvalidDataException($"{corpus ?? TextCorpus.DefaultName}: {stream.Length} tokens give only {starts.Count} of {samples} sequence(s) of {length}"
+                + (minDocument > 0 ? $" starting at a document of at least {minDocument} tokens" : ""));
+        return starts.Select(at => (long[])[config.AnchorTokenId, .. stream[at..(at + length - 1)]]).ToList();
     }
 }
 
@@ -173,6 +195,20 @@ public static class RopeStudyReport
         foreach (var (p, points) in result.LogitDeviation)
             foreach (var (t, v) in points) csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{t},{v:R}\n");
         File.WriteAllText(Path.Combine(folder, "d_logit.csv"), csv.ToString());
+
+        csv = new StringBuilder("precision,layer,head,p_key0\n");
+        foreach (var (p, layers) in result.Sink)
+            for (int l = 0; l < layers.Length; l++)
+                for (int h = 0; h < layers[l].Length; h++) csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{l},{h},{layers[l][h]:R}\n");
+        File.WriteAllText(Path.Combine(folder, "sink.csv"), csv.ToString());
+
+        csv = new StringBuilder("precision,column0,median_others,max_others,argmax_others,max_others_min_entries,argmax_others_min_entries,min_entries,rank,share_of_D,sink_mean,sink_uniform\n");
+        foreach (var (p, values) in result.PerToken)
+        {
+            var f = RopeStudy.SummarizeFirstToken(values);
+            csv.Append(inv, $"{AnalyzeRopeCommand.Name(p)},{f.Column0:R},{f.MedianOthers:R},{f.MaxOthers:R},{f.ArgMaxOthers},{f.MaxOthersWithEntries:R},{f.ArgMaxOthersWithEntries},{f.MinEntries},{f.Rank},{f.Share:R},{result.MeanSink(p):R},{RopeStudy.UniformSinkShare(values.Length):R}\n");
+        }
+        File.WriteAllText(Path.Combine(folder, "first_token.csv"), csv.ToString());
         Plot(result, folder);
     }
 
@@ -189,7 +225,11 @@ public static class RopeStudyReport
         var deviation = Rows(dv).GroupBy(r => P(r[0], dv)).ToDictionary(g => g.Key, g => (IReadOnlyList<(long, double)>)g.Select(r => (long.Parse(r[1], CultureInfo.InvariantCulture), D(r[2]))).ToList());
         var perToken = Rows(pt).GroupBy(r => P(r[0], pt)).ToDictionary(g => g.Key, g => g.OrderBy(r => int.Parse(r[1], CultureInfo.InvariantCulture)).Select(r => D(r[2])).ToArray());
         var logit = Rows(dl).GroupBy(r => P(r[0], dl)).ToDictionary(g => g.Key, g => (IReadOnlyList<(int, double)>)g.Select(r => (int.Parse(r[1], CultureInfo.InvariantCulture), D(r[2]))).ToList());
-        return new RopeStudyResult(deviation, perToken, logit);
+        string sk = Path.Combine(folder, "sink.csv"); // absent in studies written before the sink diagnostic
+        var sink = !File.Exists(sk) ? new Dictionary<StudyPrecision, double[][]>() : Rows(sk).GroupBy(r => P(r[0], sk)).ToDictionary(g => g.Key, g =>
+            g.GroupBy(r => int.Parse(r[1], CultureInfo.InvariantCulture)).OrderBy(l => l.Key)
+                .Select(l => l.OrderBy(r => int.Parse(r[2], CultureInfo.InvariantCulture)).Select(r => D(r[3])).ToArray()).ToArray());
+        return new RopeStudyResult(deviation, perToken, logit, sink);
     }
 
     /// <summary>Draws d_vs_delta.png, per_token.png and d_logit.png.</summary>
@@ -211,6 +251,34 @@ public static class RopeStudyReport
             bars.LegendText = AnalyzeRopeCommand.Name(p);
         }
         Save(plot, "key position j (first 64)", "Σ_l,h n_j Σ_i |ΔATTN_ij|  (Δ1 = 0, Δ2 = 16)", "Per-token deviation (first 64 key positions)", Path.Combine(folder, "per_token.png"));
+
+        plot = new ScottPlot.Plot();
+        foreach (var (p, values) in result.PerToken)
+        {
+            if (values.All(v => v <= 0)) continue; // nothing to draw on a log scale
+            double floor = values.Where(v => v > 0).Min();
+            var dots = plot.Add.Scatter(Enumerable.Range(0, values.Length).Select(i => (double)i).ToArray(), values.Select(v => Math.Log10(Math.Max(v, floor))).ToArray());
+            dots.LineWidth = 0;
+            dots.MarkerSize = 3;
+            dots.LegendText = AnalyzeRopeCommand.Name(p);
+        }
+        Save(plot, "key position j (all T)", "log10 Σ_l,h n_j Σ_i |ΔATTN_ij|  (Δ1 = 0, Δ2 = 16)", "Per-token deviation, every key position", Path.Combine(folder, "per_token_all.png"));
+
+        if (result.Sink.Values.Any(l => l.Length > 0))
+        {
+            plot = new ScottPlot.Plot();
+            int series = 0, count = result.Sink.Count;
+            foreach (var (p, layers) in result.Sink)
+            {
+                // One bar per layer (mean over heads), the precisions side by side.
+                var bars = plot.Add.Bars(Enumerable.Range(0, layers.Length).Select(l => l + (series - (count - 1) / 2.0) * 0.8 / count).ToArray(),
+                    layers.Select(h => h.Length > 0 ? h.Average() : 0).ToArray());
+                foreach (var bar in bars.Bars) bar.Size = 0.8 / count;
+                bars.LegendText = AnalyzeRopeCommand.Name(p);
+                series++;
+            }
+            Save(plot, "layer", "mean P(key 0) over heads and rows 1…T−1 (Δ = 0)", "Attention sink: probability on the first token", Path.Combine(folder, "sink.png"));
+        }
 
         plot = new ScottPlot.Plot();
         foreach (var (p, points) in result.LogitDeviation)

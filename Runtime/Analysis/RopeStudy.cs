@@ -85,6 +85,58 @@ public static class RopeStudy
         return total.data<double>().ToArray();
     }
 
+    /// <summary>
+    /// The attention sink: for every layer and head, the mean probability that query rows 1…T−1 put on key 0
+    /// (row 0 sees only key 0 and is left out). Uniform causal attention would give (1/(T−1)) Σ_{i=1}^{T−1} 1/(i+1).
+    /// </summary>
+    public static double[][] SinkShare(IReadOnlyList<(Tensor Q, Tensor K)> captured)
+    {
+        var result = new double[captured.Count][];
+        for (int l = 0; l < captured.Count; l++)
+        {
+            var (q, k) = captured[l];
+            long heads = q.shape[1], group = heads / k.shape[1], t = q.shape[2];
+            result[l] = new double[heads];
+            for (long h = 0; h < heads; h++)
+            {
+                using var scope = NewDisposeScope();
+                var p = Probabilities(Head(q, h), Head(k, h / group)); // [1, T, T]
+                result[l][h] = p[0, TensorIndex.Slice(1, t), 0].mean().item<double>();
+            }
+        }
+        return result;
+    }
+
+    /// <summary>What the sink share would be if every row spread its probability evenly over its causal keys.</summary>
+    public static double UniformSinkShare(int length)
+    {
+        double sum = 0;
+        for (int i = 1; i < length; i++) sum += 1.0 / (i + 1);
+        return sum / (length - 1);
+    }
+
+    /// <summary>
+    /// How column 0 of a per-token view compares with the other columns. The last columns average few entries with
+    /// weights n_j near 1 (column T−1 is the single entry of the last row's diagonal), so the maximum is also reported
+    /// over the columns with at least <paramref name="minEntries"/> causal entries (j ≤ T − minEntries).
+    /// </summary>
+    public static FirstTokenSummary SummarizeFirstToken(IReadOnlyList<double> perToken, int minEntries = 64)
+    {
+        int t = perToken.Count;
+        if (t < 2) throw new ArgumentException("a per-token view needs at least two columns", nameof(perToken));
+        var others = perToken.Skip(1).ToArray();
+        var sorted = others.Order().ToArray();
+        double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        int argMax = 1 + Array.IndexOf(others, others.Max());
+        int last = Math.Max(1, t - minEntries); // the last column j with T − j ≥ minEntries
+        int argMaxHead = 1;
+        for (int j = 2; j <= last; j++) if (perToken[j] > perToken[argMaxHead]) argMaxHead = j;
+        int rank = 1 + others.Count(v => v > perToken[0]);
+        double total = perToken.Sum();
+        return new FirstTokenSummary(perToken[0], median, perToken[argMax], argMax, perToken[argMaxHead], argMaxHead, minEntries,
+            rank, total > 0 ? perToken[0] / total : 0);
+    }
+
     private static Tensor Head(Tensor x, long h) => x[.., TensorIndex.Slice(h, h + 1)];
 
     /// <summary>D_logit = Σ_{l,h} (1/T) Σ_i |A_i0(Δ1) − A_i0(Δ2)|: pre-softmax logits against the first key.</summary>
@@ -108,3 +160,16 @@ public static class RopeStudy
         return (q[0].to(ScalarType.Float64) * k0.unsqueeze(1)).sum(-1) / Math.Sqrt(d);
     }
 }
+
+/// <summary>Column 0 of a per-token view against the other columns (see <see cref="RopeStudy.SummarizeFirstToken"/>).</summary>
+/// <param name="Column0">The first key's deviation.</param>
+/// <param name="MedianOthers">Median over columns 1…T−1.</param>
+/// <param name="MaxOthers">Largest of columns 1…T−1.</param>
+/// <param name="ArgMaxOthers">Its column.</param>
+/// <param name="MaxOthersWithEntries">Largest of columns 1…T−MinEntries (each averaging at least MinEntries rows).</param>
+/// <param name="ArgMaxOthersWithEntries">Its column.</param>
+/// <param name="MinEntries">The entry count that bounds the second maximum.</param>
+/// <param name="Rank">Column 0's rank among all T columns (1 = largest).</param>
+/// <param name="Share">Column 0's share of D (the sum of all columns).</param>
+public sealed record FirstTokenSummary(double Column0, double MedianOthers, double MaxOthers, int ArgMaxOthers,
+    double MaxOthersWithEntries, int ArgMaxOthersWithEntries, int MinEntries, int Rank, double Share);

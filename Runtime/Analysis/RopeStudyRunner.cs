@@ -24,10 +24,21 @@ public sealed record RopeStudyOptions
 }
 
 /// <summary>What a study found, averaged over the sample sequences.</summary>
+/// <param name="Deviation">D(X, Δ1, Δ2) per Δ1.</param>
+/// <param name="PerToken">The per-token view at Δ1 = 0.</param>
+/// <param name="LogitDeviation">D_logit per T.</param>
+/// <param name="Sink">Mean probability on key 0 over rows 1…T−1, per layer and head, at Δ1 = 0 (<see cref="RopeStudy.SinkShare"/>);
+/// empty for a study read from files that predate it.</param>
 public sealed record RopeStudyResult(
     IReadOnlyDictionary<StudyPrecision, IReadOnlyList<(long Delta1, double D)>> Deviation,
     IReadOnlyDictionary<StudyPrecision, double[]> PerToken,
-    IReadOnlyDictionary<StudyPrecision, IReadOnlyList<(int Length, double DLogit)>> LogitDeviation);
+    IReadOnlyDictionary<StudyPrecision, IReadOnlyList<(int Length, double DLogit)>> LogitDeviation,
+    IReadOnlyDictionary<StudyPrecision, double[][]> Sink)
+{
+    /// <summary>The sink share averaged over layers and heads, per precision.</summary>
+    public double MeanSink(StudyPrecision precision) =>
+        Sink.TryGetValue(precision, out var layers) && layers.Any(l => l.Length > 0) ? layers.SelectMany(l => l).Average() : double.NaN;
+}
 
 /// <summary>Runs the three measures of the study on one model.</summary>
 public static class RopeStudyRunner
@@ -45,12 +56,14 @@ public static class RopeStudyRunner
         var deviation = new Dictionary<StudyPrecision, IReadOnlyList<(long, double)>>();
         var perToken = new Dictionary<StudyPrecision, double[]>();
         var logit = new Dictionary<StudyPrecision, IReadOnlyList<(int, double)>>();
+        var sink = new Dictionary<StudyPrecision, double[][]>();
         foreach (var precision in options.Precisions)
         {
             RopeStudy.SetPrecision(model, precision);
             var sums = new double[options.Delta1.Count];
             var tokens = new double[options.Length];
             var logits = new double[options.LogitLengths.Count];
+            double[][]? sinkShare = null;
             for (int s = 0; s < options.Samples; s++)
             {
                 using var ids = tensor(sequences[s][..options.Length], [1, options.Length]);
@@ -62,7 +75,13 @@ public static class RopeStudyRunner
                     var columns = RopeStudy.PerTokenDeviation(shifted, reference);
                     sums[i] += columns.Sum() / options.Samples;
                     if (options.Delta1[i] == 0)
+                    {
                         for (int j = 0; j < columns.Length; j++) tokens[j] += columns[j] / options.Samples;
+                        var share = RopeStudy.SinkShare(shifted);
+                        sinkShare ??= share.Select(l => new double[l.Length]).ToArray();
+                        for (int l = 0; l < share.Length; l++)
+                            for (int h = 0; h < share[l].Length; h++) sinkShare[l][h] += share[l][h] / options.Samples;
+                    }
                     Dispose(shifted);
                 }
                 Dispose(reference);
@@ -81,9 +100,10 @@ public static class RopeStudyRunner
             deviation[precision] = options.Delta1.Select((d, i) => (d, sums[i])).ToList();
             perToken[precision] = tokens;
             logit[precision] = options.LogitLengths.Select((t, i) => (t, logits[i])).ToList();
+            sink[precision] = sinkShare ?? [];
         }
         RopeStudy.SetPrecision(model, StudyPrecision.Fp32);
-        return new RopeStudyResult(deviation, perToken, logit);
+        return new RopeStudyResult(deviation, perToken, logit, sink);
     }
 
     private static void Dispose(List<(Tensor Q, Tensor K)> captured)
