@@ -32,7 +32,9 @@ internal static class FlashKernelEmitter
     public static string Emit(string @namespace, string typeName, IReadOnlyList<int> headDims)
     {
         var w = CodeWriter.File(@namespace);
+        w.Line("using System;");
         w.Line("using ILGPU;");
+        w.Line("using ModelGen.Backends.Ilgpu.Kernels;");
         w.Line("using ModelGen.Masks;");
         w.Line("using TC = ModelGen.Backends.Ilgpu.Kernels.TensorCore;");
         w.Line();
