@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Globalization;
+using System.Linq;
 using ModelGen.Generators.Emit;
 
 namespace ModelGen.Generators.Kernels;
@@ -41,6 +42,16 @@ internal static class FlashKernelEmitter
         w.Line($"partial class {typeName}");
         using (w.Block())
         {
+            w.Line("/// <summary>Tile size of the kernels (queries and keys), which the tile map must use.</summary>");
+            w.Line($"public const int Tile = {Tile};");
+            w.Line("/// <summary>Threads per group.</summary>");
+            w.Line($"public const int Threads = {Threads};");
+            w.Line();
+            w.Line("/// <summary>Dynamic shared memory of the forward kernel, bytes.</summary>");
+            w.Line($"public static int ForwardSharedBytes(int headDim) => headDim switch {{ {string.Join(", ", headDims.Select(d => $"{d} => {I(ForwardShorts(d) * 2)}"))}, _ => 0 }};");
+            w.Line("/// <summary>Dynamic shared memory of the backward kernel, bytes.</summary>");
+            w.Line($"public static int BackwardSharedBytes(int headDim) => headDim switch {{ {string.Join(", ", headDims.Select(d => $"{d} => {I(BackwardShorts(d) * 2)}"))}, _ => 0 }};");
+            w.Line();
             w.Line("/// <summary>Head dimensions with generated flash kernels.</summary>");
             w.Line($"public static int[] HeadDims => new[] {{ {string.Join(", ", headDims)} }};");
             w.Line();
@@ -101,7 +112,7 @@ internal static class FlashKernelEmitter
     {
         int ks = d / 16, nt = d / 8;
         int qs = 0, kS = Tile * d, vS = 2 * Tile * d;
-        w.Line($"/// <summary>Flash attention forward, head dim {d}: group (query tile, head, row), 128 threads, {I(3 * Tile * d * 2)} bytes of dynamic shared memory.</summary>");
+        w.Line($"/// <summary>Flash attention forward, head dim {d}: group (query tile, head, row), 128 threads, {I(ForwardShorts(d) * 2)} bytes of dynamic shared memory.</summary>");
         w.Line($"public static void ForwardD{d}<TMask>(FlashForwardArgs<TMask> a) where TMask : struct, IAttentionMask");
         using var _ = w.Block();
         w.Line("int qt = a.QueryTiles - 1 - Grid.IdxX, h = Grid.IdxY, row = Grid.IdxZ;");
@@ -185,8 +196,7 @@ internal static class FlashKernelEmitter
             w.Line($"l0 = l0 * c0 + {Chain("+", 8, j => $"(s{j}.X + s{j}.Y)")};");
             w.Line($"l1 = l1 * c1 + {Chain("+", 8, j => $"(s{j}.Z + s{j}.W)")};");
             for (int b = 0; b < nt; b++) w.Line($"o{b}.X *= c0; o{b}.Y *= c0; o{b}.Z *= c1; o{b}.W *= c1;");
-            for (int t = 0; t < 4; t++)
-                w.Line($"U4 p{t} = new U4 {{ X = TC.Pack(s{2 * t}.X, s{2 * t}.Y), Y = TC.Pack(s{2 * t}.Z, s{2 * t}.W), Z = TC.Pack(s{2 * t + 1}.X, s{2 * t + 1}.Y), W = TC.Pack(s{2 * t + 1}.Z, s{2 * t + 1}.W) }};");
+            for (int t = 0; t < 4; t++) w.Line(PackA("p", "s", t));
             w.Line("TC.WaitAsync1();");
             w.Line("Group.Barrier();");
             for (int bp = 0; bp < nt / 2; bp++)
@@ -217,6 +227,17 @@ internal static class FlashKernelEmitter
         }
     }
 
+    /// <summary>Forward shared memory in bf16 elements: Q, K and V tiles.</summary>
+    private static int ForwardShorts(int d) => 3 * Tile * d;
+
+    /// <summary>Backward shared memory in bf16 elements: K and V tiles, Q and dO halves, dS^T [64 keys][32 queries].</summary>
+    private static int BackwardShorts(int d) => 2 * Tile * d + 2 * HalfQ * d + Tile * HalfQ;
+
+    /// <summary>An A fragment (k-step <paramref name="t"/>) packed from the fp32 accumulators <paramref name="source"/>{2t, 2t+1}.</summary>
+    private static string PackA(string name, string source, int t) =>
+        $"U4 {name}{t} = new U4 {{ X = TC.Pack({source}{2 * t}.X, {source}{2 * t}.Y), Y = TC.Pack({source}{2 * t}.Z, {source}{2 * t}.W), " +
+        $"Z = TC.Pack({source}{2 * t + 1}.X, {source}{2 * t + 1}.Y), W = TC.Pack({source}{2 * t + 1}.Z, {source}{2 * t + 1}.W) }};";
+
     private static string Chain(string op, int count, Func<int, string> term)
     {
         string result = term(0);
@@ -230,7 +251,7 @@ internal static class FlashKernelEmitter
     {
         int ks = d / 16, nt = d / 8;
         int kS = 0, vS = Tile * d, qS = 2 * Tile * d, oS = qS + HalfQ * d, dsS = oS + HalfQ * d;
-        int total = dsS + Tile * HalfQ;
+        int total = BackwardShorts(d);
         int dqTiles = nt / 2;
         w.Line($"/// <summary>Flash attention backward, head dim {d}: group (key tile, key/value head, row), 128 threads, {I(total * 2)} bytes of dynamic shared memory.</summary>");
         w.Line($"public static void BackwardD{d}<TMask>(FlashBackwardArgs<TMask> a) where TMask : struct, IAttentionMask");
@@ -306,8 +327,8 @@ internal static class FlashKernelEmitter
                     }
                 for (int t = 0; t < 2; t++)
                 {
-                    w.Line($"U4 pt{t} = new U4 {{ X = TC.Pack(st{2 * t}.X, st{2 * t}.Y), Y = TC.Pack(st{2 * t}.Z, st{2 * t}.W), Z = TC.Pack(st{2 * t + 1}.X, st{2 * t + 1}.Y), W = TC.Pack(st{2 * t + 1}.Z, st{2 * t + 1}.W) }};");
-                    w.Line($"U4 ds{t} = new U4 {{ X = TC.Pack(dp{2 * t}.X, dp{2 * t}.Y), Y = TC.Pack(dp{2 * t}.Z, dp{2 * t}.W), Z = TC.Pack(dp{2 * t + 1}.X, dp{2 * t + 1}.Y), W = TC.Pack(dp{2 * t + 1}.Z, dp{2 * t + 1}.W) }};");
+                    w.Line(PackA("pt", "st", t));
+                    w.Line(PackA("ds", "dp", t));
                 }
                 // dS^T to shared memory [64 keys][32 queries], 16-byte chunks swizzled by (key / 2) % 4.
                 for (int t = 0; t < 2; t++)

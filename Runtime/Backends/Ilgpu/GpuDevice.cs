@@ -150,8 +150,7 @@ public sealed class GpuDevice : IDisposable
     /// indices itself), compiled on first use and cached. Launch with <c>(Stream, (grid, group), args)</c>.
     /// </summary>
     public Action<AcceleratorStream, KernelConfig, TArgs> GroupedKernel<TArgs>(Action<TArgs> kernel) where TArgs : struct =>
-        (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, true),
-            static (key, acc) => acc.LoadKernel(key.Item1).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TArgs>>(), Accelerator);
+        GroupedKernel(kernel, dynamicSharedBytes: 0);
 
     /// <summary>
     /// A kernel with explicit groups that uses <paramref name="dynamicSharedBytes"/> of dynamic shared memory; above the

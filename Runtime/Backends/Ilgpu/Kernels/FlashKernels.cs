@@ -93,23 +93,13 @@ public struct ScaleArgs
 }
 
 /// <summary>
-/// Flash attention on tensor cores: the forward and backward kernels are generated per head dimension (see
-/// <c>ModelGen.Generators.Kernels.FlashKernelEmitter</c>); the small helpers around them are written here.
+/// Flash attention on tensor cores: the forward and backward kernels, their tile size and shared-memory sizes are
+/// generated per head dimension (see <c>ModelGen.Generators.Kernels.FlashKernelEmitter</c>); the small helpers around
+/// them are written here.
 /// </summary>
 [GenerateFlashAttention(64, 128)]
 public static partial class FlashKernels
 {
-    /// <summary>Tile size of the kernels (queries and keys), which the tile map must use.</summary>
-    public const int Tile = 64;
-    /// <summary>Threads per group.</summary>
-    public const int Threads = 128;
-
-    /// <summary>Dynamic shared memory of the forward kernel.</summary>
-    public static int ForwardSharedBytes(int headDim) => 3 * Tile * headDim * 2;
-
-    /// <summary>Dynamic shared memory of the backward kernel (K, V, two 32-query tiles and dS^T).</summary>
-    public static int BackwardSharedBytes(int headDim) => (2 * Tile * headDim + 2 * 32 * headDim + Tile * 32) * 2;
-
     /// <summary>One thread per (row, query tile): its non-empty key tiles, in order.</summary>
     public static void RowLists(Index1D index, TileListArgs a)
     {
