@@ -125,23 +125,41 @@ public sealed class BenchCommand : Command<BenchCommand.Settings>
             },
         };
         File.WriteAllText(specPath, JsonSerializer.Serialize(spec, Json));
-        Console.WriteLine($"peer: {settings.Peer} {settings.PeerScript} {specPath}");
-        var start = new ProcessStartInfo(settings.Peer!) { RedirectStandardOutput = true, UseShellExecute = false };
-        start.ArgumentList.Add(settings.PeerScript);
-        start.ArgumentList.Add(specPath);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {settings.Peer}");
         var rows = new List<BenchResult>();
-        while (process.StandardOutput.ReadLine() is { } line)
+        RunPeerScript(settings.Peer!, settings.PeerScript, specPath, line =>
         {
-            if (!line.StartsWith('{')) continue;
-            var row = JsonSerializer.Deserialize<BenchResult>(line, Json)
-                ?? throw new InvalidDataException($"peer printed an unreadable line: {line}");
+            var row = line.Deserialize<BenchResult>(Json) ?? throw new InvalidDataException($"peer printed an unreadable line: {line}");
             Console.WriteLine($"  peer {row.Kernel} {row.Shape} {row.Backend}: {row.MedianMs:F3} ms");
             rows.Add(row);
+        });
+        return rows;
+    }
+
+    /// <summary>JSON options of results.json and the peer's lines.</summary>
+    internal static JsonSerializerOptions JsonOptions => Json;
+
+    /// <summary>
+    /// Runs a PyTorch peer script on <paramref name="specPath"/> and hands every JSON line it prints to
+    /// <paramref name="onLine"/> (other lines are echoed); a failing peer is a warning, its lines so far are kept.
+    /// </summary>
+    internal static void RunPeerScript(string python, string script, string specPath, Action<JsonElement> onLine)
+    {
+        Console.WriteLine($"peer: {python} {script} {specPath}");
+        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, UseShellExecute = false };
+        start.ArgumentList.Add(script);
+        start.ArgumentList.Add(specPath);
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {python}");
+        while (process.StandardOutput.ReadLine() is { } line)
+        {
+            if (!line.StartsWith('{'))
+            {
+                Console.WriteLine($"  peer: {line}");
+                continue;
+            }
+            onLine(JsonDocument.Parse(line).RootElement.Clone());
         }
         process.WaitForExit();
         if (process.ExitCode != 0) Console.Error.WriteLine($"warning: the peer exited with code {process.ExitCode}; its rows so far are kept");
-        return rows;
     }
 
     /// <summary>Prints the table and writes results.json and bench.png into <paramref name="folder"/>.</summary>

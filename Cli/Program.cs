@@ -39,6 +39,13 @@ public static class Program
                 .WithDescription("Time RoPE, RMSNorm, attention per mask, GEMM and the tile map on every backend present (table, JSON, PNG); --peer runs PyTorch on the same shapes.")
                 .WithExample("bench", "--backends", "torch-cpu,ilgpu-cpu", "--repeats", "5")
                 .WithExample("bench", "--peer", "python3", "--out", "runs/bench-h200");
+            config.AddCommand<BenchAttentionCommand>("bench-attention")
+                .WithDescription("Time flash attention forward/backward per length, mask and document mix on the GPU (TFLOP/s over allowed pairs); --peer runs SDPA and FlexAttention on the same inputs, --check-seqs checks outputs and gradients against PyTorch.")
+                .WithExample("bench-attention", "--peer", "python3", "--check-seqs", "8192")
+                .WithExample("bench-attention", "--seqs", "16384", "--masks", "causal", "--heads", "32", "--kv-heads", "8");
+            config.AddCommand<PtxCommand>("ptx")
+                .WithDescription("Compile every GPU kernel to PTX offline (no GPU needed) and write one .ptx file per kernel, for ptxas -v.")
+                .WithExample("ptx", "--out", "runs/ptx");
             config.SetExceptionHandler((exception, _) => ReportError(exception));
         });
         return app.Run(args);

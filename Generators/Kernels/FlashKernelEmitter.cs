@@ -44,8 +44,12 @@ internal static class FlashKernelEmitter
         {
             w.Line("/// <summary>Tile size of the kernels (queries and keys), which the tile map must use.</summary>");
             w.Line($"public const int Tile = {Tile};");
-            w.Line("/// <summary>Threads per group.</summary>");
+            w.Line("/// <summary>Threads per group of the forward kernels.</summary>");
             w.Line($"public const int Threads = {Threads};");
+            w.Line("/// <summary>Keys per group of the backward kernels (adjacent tiles of the tile map).</summary>");
+            w.Line($"public const int BackwardKeys = {BwdKeys};");
+            w.Line("/// <summary>Threads per group of the backward kernels.</summary>");
+            w.Line($"public const int BackwardThreads = {BwdThreads};");
             w.Line();
             w.Line("/// <summary>Dynamic shared memory of the forward kernel, bytes.</summary>");
             w.Line($"public static int ForwardSharedBytes(int headDim) => headDim switch {{ {string.Join(", ", headDims.Select(d => $"{d} => {I(ForwardShorts(d) * 2)}"))}, _ => 0 }};");
@@ -84,9 +88,9 @@ internal static class FlashKernelEmitter
     private static string I(int v) => v.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>cp.async of <paramref name="rows"/> rows of a [tokens, heads·D] tensor into shared memory at <paramref name="smem"/>.</summary>
-    private static void LoadTile(CodeWriter w, int d, int rows, string smem, string first, string view, string offset, string stride, string head)
+    private static void LoadTile(CodeWriter w, int d, int rows, string smem, string first, string view, string offset, string stride, string head, int threads = Threads)
     {
-        int chunks = d / 8, rowsPerPass = Threads / chunks;
+        int chunks = d / 8, rowsPerPass = threads / chunks;
         for (int i = 0; i < rows / rowsPerPass; i++)
         {
             w.Line($"{{ int tok = {first} + ldRow + {I(i * rowsPerPass)}; int ok = tok < seq ? 16 : 0; " +
@@ -111,7 +115,8 @@ internal static class FlashKernelEmitter
     private static void Forward(CodeWriter w, int d)
     {
         int ks = d / 16, nt = d / 8;
-        int qs = 0, kS = Tile * d, vS = 2 * Tile * d;
+        // Shared memory: Q, then two buffers of (K, V): the next tile's K and V load while this tile is computed.
+        int qs = 0, kS = Tile * d, bufShorts = 2 * Tile * d;
         w.Line($"/// <summary>Flash attention forward, head dim {d}: group (query tile, head, row), 128 threads, {I(ForwardShorts(d) * 2)} bytes of dynamic shared memory.</summary>");
         w.Line($"public static void ForwardD{d}<TMask>(FlashForwardArgs<TMask> a) where TMask : struct, IAttentionMask");
         using var _ = w.Block();
@@ -133,6 +138,7 @@ internal static class FlashKernelEmitter
         {
             w.Line($"int k0 = (a.Lists[listBase] >> 2) * {Tile};");
             LoadTile(w, d, Tile, I(kS), "k0", "gk", "a.KOffset", "a.KStride", "kvHead");
+            LoadTile(w, d, Tile, I(kS + Tile * d), "k0", "gv", "a.VOffset", "a.VStride", "kvHead");
         }
         w.Line("TC.CommitAsync();");
         w.Line("TC.WaitAsync1();");
@@ -143,8 +149,8 @@ internal static class FlashKernelEmitter
         w.Line("float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, l0 = 0f, l1 = 0f;");
         w.Line("int qa = q0 + warp * 16 + g, qb = qa + 8;");
         w.Line("int docQa = docs.IndexOf(qa < seq ? qa : seq - 1), docQb = docs.IndexOf(qb < seq ? qb : seq - 1);");
-        w.Line($"int kRowOff = {kS} + ((lane & 7) + ((lane >> 4) << 3)) * {d}, kHalf = (lane >> 3) & 1;");
-        w.Line($"int vRowOff = {vS} + ((lane & 7) + (((lane >> 3) & 1) << 3)) * {d}, vHalf = lane >> 4;");
+        w.Line($"int kLane = ((lane & 7) + ((lane >> 4) << 3)) * {d}, kHalf = (lane >> 3) & 1;");
+        w.Line($"int vLane = {Tile * d} + ((lane & 7) + (((lane >> 3) & 1) << 3)) * {d}, vHalf = lane >> 4;");
         w.Line("float sl = a.ScaleLog2;");
         w.Line("for (int n = 0; n < count; n++)");
         using (w.Block())
@@ -152,7 +158,14 @@ internal static class FlashKernelEmitter
             w.Line("int entry = a.Lists[listBase + n];");
             w.Line($"int k0 = (entry >> 2) * {Tile};");
             w.Line($"bool partial = (entry & 3) == (int)TileKind.Partial || k0 + {Tile} > seq;");
-            LoadTile(w, d, Tile, I(vS), "k0", "gv", "a.VOffset", "a.VStride", "kvHead");
+            w.Line($"int buf = {kS} + (n & 1) * {bufShorts}, kRowOff = buf + kLane, vRowOff = buf + vLane;");
+            w.Line("if (n + 1 < count)");
+            using (w.Block())
+            {
+                w.Line($"int kn = (a.Lists[listBase + n + 1] >> 2) * {Tile}, next = {kS} + ((n + 1) & 1) * {bufShorts};");
+                LoadTile(w, d, Tile, "next", "kn", "gk", "a.KOffset", "a.KStride", "kvHead");
+                LoadTile(w, d, Tile, $"next + {Tile * d}", "kn", "gv", "a.VOffset", "a.VStride", "kvHead");
+            }
             w.Line("TC.CommitAsync();");
             w.Line("TC.WaitAsync1();");
             w.Line("Group.Barrier();");
@@ -163,24 +176,21 @@ internal static class FlashKernelEmitter
                     w.Line($"{{ U4 kb = TC.LoadMatrix(ref sm, kRowOff + {I(jp * 16 * d)} + ((({2 * s} + kHalf) ^ sw) << 3)); " +
                            $"s{2 * jp} = TC.Mma(fq{s}, kb.X, kb.Y, s{2 * jp}); s{2 * jp + 1} = TC.Mma(fq{s}, kb.Z, kb.W, s{2 * jp + 1}); }}");
                 }
-            w.Line("Group.Barrier();");
-            w.Line("if (n + 1 < count)");
-            using (w.Block())
-            {
-                w.Line($"int kn = (a.Lists[listBase + n + 1] >> 2) * {Tile};");
-                LoadTile(w, d, Tile, I(kS), "kn", "gk", "a.KOffset", "a.KStride", "kvHead");
-            }
-            w.Line("TC.CommitAsync();");
             w.Line("if (partial)");
             using (w.Block())
             {
+                // The keys' documents first, all loads unconditional (clamped), so that their latencies overlap
+                // instead of one load per predicate.
+                for (int j = 0; j < 8; j++)
+                    for (int e = 0; e < 2; e++)
+                        w.Line($"int kk{j}{e} = k0 + {8 * j + e} + 2 * tq; int dk{j}{e} = docs.IndexOf(kk{j}{e} < seq ? kk{j}{e} : seq - 1);");
                 for (int j = 0; j < 8; j++)
                     for (int e = 0; e < 2; e++)
                     {
                         string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
-                        w.Line($"{{ int kk = k0 + {8 * j + e} + 2 * tq; bool inK = kk < seq; int dk = inK ? docs.IndexOf(kk) : 0; " +
-                               $"if (!(inK && a.Mask.Allows(docs, qa, kk, docQa, dk))) s{j}.{lo} = float.NegativeInfinity; " +
-                               $"if (!(inK && a.Mask.Allows(docs, qb, kk, docQb, dk))) s{j}.{hi} = float.NegativeInfinity; }}");
+                        w.Line($"{{ bool inK = kk{j}{e} < seq; " +
+                               $"if (!(inK && a.Mask.Allows(docs, qa, kk{j}{e}, docQa, dk{j}{e}))) s{j}.{lo} = float.NegativeInfinity; " +
+                               $"if (!(inK && a.Mask.Allows(docs, qb, kk{j}{e}, docQb, dk{j}{e}))) s{j}.{hi} = float.NegativeInfinity; }}");
                     }
             }
             w.Line($"float x0 = {Chain("MathF.Max", 8, j => $"MathF.Max(s{j}.X, s{j}.Y)")};");
@@ -197,8 +207,6 @@ internal static class FlashKernelEmitter
             w.Line($"l1 = l1 * c1 + {Chain("+", 8, j => $"(s{j}.Z + s{j}.W)")};");
             for (int b = 0; b < nt; b++) w.Line($"o{b}.X *= c0; o{b}.Y *= c0; o{b}.Z *= c1; o{b}.W *= c1;");
             for (int t = 0; t < 4; t++) w.Line(PackA("p", "s", t));
-            w.Line("TC.WaitAsync1();");
-            w.Line("Group.Barrier();");
             for (int bp = 0; bp < nt / 2; bp++)
                 for (int t = 0; t < 4; t++)
                 {
@@ -227,11 +235,14 @@ internal static class FlashKernelEmitter
         }
     }
 
-    /// <summary>Forward shared memory in bf16 elements: Q, K and V tiles.</summary>
-    private static int ForwardShorts(int d) => 3 * Tile * d;
+    /// <summary>Forward shared memory in bf16 elements: the Q tile and two buffers of K and V tiles.</summary>
+    private static int ForwardShorts(int d) => 5 * Tile * d;
 
-    /// <summary>Backward shared memory in bf16 elements: K and V tiles, Q and dO halves, dS^T [64 keys][32 queries].</summary>
-    private static int BackwardShorts(int d) => 2 * Tile * d + 2 * HalfQ * d + Tile * HalfQ;
+    /// <summary>
+    /// Backward shared memory in bf16 elements: K and V blocks, two buffers of Q and dO halves (the next half is
+    /// prefetched while the current one is used), dS^T [keys][32 queries].
+    /// </summary>
+    private static int BackwardShorts(int d) => 2 * BwdKeys * d + 2 * 2 * HalfQ * d + BwdKeys * HalfQ;
 
     /// <summary>An A fragment (k-step <paramref name="t"/>) packed from the fp32 accumulators <paramref name="source"/>{2t, 2t+1}.</summary>
     private static string PackA(string name, string source, int t) =>
@@ -247,19 +258,34 @@ internal static class FlashKernelEmitter
 
     private const int HalfQ = 32;
 
+    /// <summary>Keys per backward group: two tiles, so that dQ's fp32 atomics cover 128 keys at once (half as many as 64).</summary>
+    private const int BwdKeys = 2 * Tile;
+
+    /// <summary>Threads per backward group: 8 warps of 16 keys.</summary>
+    private const int BwdThreads = 256;
+
+    /// <summary>Writes the step <paramref name="step"/>'s head and first query into locals suffixed <paramref name="suffix"/>.</summary>
+    private static void StepOf(CodeWriter w, int d, string step, string suffix)
+    {
+        w.Line($"int hi{suffix} = {step} / perHead, local{suffix} = {step} - hi{suffix} * perHead;");
+        w.Line($"int entry{suffix} = a.Lists[listBase + (local{suffix} >> 1)];");
+        w.Line($"int q0{suffix} = (entry{suffix} >> 2) * {Tile} + (local{suffix} & 1) * {HalfQ};");
+        w.Line($"long qHead{suffix} = (long)(kvh * groupSize + hi{suffix}) * {d};");
+    }
+
     private static void Backward(CodeWriter w, int d)
     {
         int ks = d / 16, nt = d / 8;
-        int kS = 0, vS = Tile * d, qS = 2 * Tile * d, oS = qS + HalfQ * d, dsS = oS + HalfQ * d;
+        int kS = 0, vS = BwdKeys * d, bufS = 2 * BwdKeys * d, bufShorts = 2 * HalfQ * d, dsS = bufS + 2 * bufShorts;
         int total = BackwardShorts(d);
-        int dqTiles = nt / 2;
-        w.Line($"/// <summary>Flash attention backward, head dim {d}: group (key tile, key/value head, row), 128 threads, {I(total * 2)} bytes of dynamic shared memory.</summary>");
+        int dqTiles = d / 4 / 8;
+        w.Line($"/// <summary>Flash attention backward, head dim {d}: group ({BwdKeys} keys, key/value head, row), {BwdThreads} threads, {I(total * 2)} bytes of dynamic shared memory.</summary>");
         w.Line($"public static void BackwardD{d}<TMask>(FlashBackwardArgs<TMask> a) where TMask : struct, IAttentionMask");
         using var _ = w.Block();
-        w.Line("int kt = Grid.IdxX, kvh = Grid.IdxY, row = Grid.IdxZ;");
+        w.Line("int kbk = Grid.IdxX, kvh = Grid.IdxY, row = Grid.IdxZ;");
         Common(w, d);
-        w.Line($"int k0 = kt * {Tile};");
-        w.Line("int tile = row * a.KeyTiles + kt;");
+        w.Line($"int k0 = kbk * {BwdKeys};");
+        w.Line("int tile = row * a.KeyBlocks + kbk;");
         w.Line("int count = a.Counts[tile];");
         w.Line("long listBase = (long)tile * a.QueryTiles;");
         w.Line($"long kvHead = (long)kvh * {d};");
@@ -267,8 +293,19 @@ internal static class FlashKernelEmitter
         w.Line("ref ushort gk = ref a.K[0];");
         w.Line("ref ushort gv = ref a.V[0];");
         w.Line("ref ushort gdo = ref a.DO[0];");
-        LoadTile(w, d, Tile, I(kS), "k0", "gk", "a.KOffset", "a.KStride", "kvHead");
-        LoadTile(w, d, Tile, I(vS), "k0", "gv", "a.VOffset", "a.VStride", "kvHead");
+        w.Line("int groupSize = a.Heads / a.KvHeads;");
+        // Steps: for each query head of the group, each listed query tile in halves of 32 queries.
+        w.Line("int perHead = count * 2, steps = groupSize * perHead;");
+        LoadTile(w, d, BwdKeys, I(kS), "k0", "gk", "a.KOffset", "a.KStride", "kvHead", BwdThreads);
+        LoadTile(w, d, BwdKeys, I(vS), "k0", "gv", "a.VOffset", "a.VStride", "kvHead", BwdThreads);
+        w.Line("TC.CommitAsync();");
+        w.Line("if (steps > 0)");
+        using (w.Block())
+        {
+            StepOf(w, d, "0", "P");
+            LoadTile(w, d, HalfQ, I(bufS), "q0P", "gq", "a.QOffset", "a.QStride", "qHeadP", BwdThreads);
+            LoadTile(w, d, HalfQ, I(bufS + HalfQ * d), "q0P", "gdo", "a.DOOffset", "a.DOStride", "qHeadP", BwdThreads);
+        }
         w.Line("TC.CommitAsync();");
         for (int b = 0; b < nt; b++) w.Line($"F4 dk{b} = default, dv{b} = default;");
         w.Line("int kw = warp * 16;");
@@ -277,98 +314,120 @@ internal static class FlashKernelEmitter
         w.Line($"int aRowOff = (kw + (lane & 15)) * {d}, aHalf = lane >> 4;");
         w.Line($"int bRowOff = ((lane & 7) + ((lane >> 4) << 3)) * {d}, bHalf = (lane >> 3) & 1;");
         w.Line($"int tRowOff = ((lane & 7) + (((lane >> 3) & 1) << 3)) * {d}, tHalf = lane >> 4;");
-        // dQ = dS·K: warp → 16 queries (qw) × D/2 dims (dBase).
-        w.Line($"int qw = (warp & 1) * 16, dBase = (warp >> 1) * {d / 2};");
+        // dQ = dS·K: warp → 16 queries (qw) × D/4 dims (dBase), over all the group's keys.
+        w.Line($"int qw = (warp & 1) * 16, dBase = (warp >> 1) * {d / 4};");
         w.Line($"int dsRow = (lane & 7) + ((lane >> 4) << 3), dsChunk = (qw >> 3) + ((lane >> 3) & 1);");
         w.Line("float sl = a.ScaleLog2;");
-        w.Line("int groupSize = a.Heads / a.KvHeads;");
         w.Line("var sm32 = smem.Cast<uint>();");
         w.Line($"long dqStride = (long)a.Heads * {d};");
-        w.Line("for (int hi = 0; hi < groupSize; hi++)");
+        w.Line("for (int n = 0; n < steps; n++)");
         using (w.Block())
         {
+            StepOf(w, d, "n", "");
             w.Line("int h = kvh * groupSize + hi;");
-            w.Line($"long qHead = (long)h * {d};");
             w.Line("long lseBase = ((long)row * a.Heads + h) * seq;");
-            w.Line("for (int n = 0; n < count * 2; n++)");
+            w.Line($"int qS = {bufS} + (n & 1) * {bufShorts}, oS = qS + {HalfQ * d};");
+            // Prefetch the next step's Q and dO halves into the other buffer (free since the last step's final barrier).
+            w.Line("if (n + 1 < steps)");
             using (w.Block())
             {
-                w.Line("int entry = a.Lists[listBase + (n >> 1)];");
-                w.Line($"int q0 = (entry >> 2) * {Tile} + (n & 1) * {HalfQ};");
-                w.Line("if (q0 >= seq) continue;");
-                w.Line($"bool partial = (entry & 3) == (int)TileKind.Partial || q0 + {HalfQ} > seq || k0 + {Tile} > seq;");
-                LoadTile(w, d, HalfQ, I(qS), "q0", "gq", "a.QOffset", "a.QStride", "qHead");
-                LoadTile(w, d, HalfQ, I(oS), "q0", "gdo", "a.DOOffset", "a.DOStride", "qHead");
-                w.Line("TC.CommitAsync();");
-                w.Line("TC.WaitAsync0();");
-                w.Line("Group.Barrier();");
-                // S^T = K·Q^T and dP^T = V·dO^T: M = the warp's 16 keys, N = 32 queries, K = D.
-                for (int j = 0; j < 4; j++) w.Line($"F4 st{j} = default, dp{j} = default;");
-                for (int s = 0; s < ks; s++)
+                w.Line("int nn = n + 1;");
+                StepOf(w, d, "nn", "N");
+                w.Line($"int qSN = {bufS} + (nn & 1) * {bufShorts};");
+                LoadTile(w, d, HalfQ, "qSN", "q0N", "gq", "a.QOffset", "a.QStride", "qHeadN", BwdThreads);
+                LoadTile(w, d, HalfQ, $"qSN + {HalfQ * d}", "q0N", "gdo", "a.DOOffset", "a.DOStride", "qHeadN", BwdThreads);
+            }
+            w.Line("TC.CommitAsync();");
+            w.Line($"bool partial = (entry & 3) == (int)TileKind.Partial || q0 + {HalfQ} > seq || k0 + {BwdKeys} > seq;");
+            // LSE and Δ of the step's queries, loaded unconditionally (clamped: a query past the end is masked below) and
+            // before the wait, so that their latencies overlap it and each other.
+            for (int j = 0; j < 4; j++)
+                for (int e = 0; e < 2; e++)
+                    w.Line($"int q{j}{e} = q0 + {8 * j + e} + 2 * tq; bool in{j}{e} = q{j}{e} < seq; int qc{j}{e} = in{j}{e} ? q{j}{e} : seq - 1; " +
+                           $"float lse{j}{e} = a.Lse[lseBase + qc{j}{e}] * 1.4426950408889634f; float dl{j}{e} = a.Delta[lseBase + qc{j}{e}];");
+            w.Line("TC.WaitAsync1();");
+            w.Line("Group.Barrier();");
+            // S^T = K·Q^T and dP^T = V·dO^T: M = the warp's 16 keys, N = 32 queries, K = D.
+            for (int j = 0; j < 4; j++) w.Line($"F4 st{j} = default, dp{j} = default;");
+            for (int s = 0; s < ks; s++)
+            {
+                w.Line($"{{ int ca = ((({2 * s} + aHalf) ^ sw) << 3), cb = ((({2 * s} + bHalf) ^ sw) << 3);");
+                w.Line($"  U4 kf = TC.LoadMatrix(ref sm, {kS} + aRowOff + ca); U4 vf = TC.LoadMatrix(ref sm, {vS} + aRowOff + ca);");
+                for (int jp = 0; jp < 2; jp++)
                 {
-                    w.Line($"{{ int ca = ((({2 * s} + aHalf) ^ sw) << 3), cb = ((({2 * s} + bHalf) ^ sw) << 3);");
-                    w.Line($"  U4 kf = TC.LoadMatrix(ref sm, {kS} + aRowOff + ca); U4 vf = TC.LoadMatrix(ref sm, {vS} + aRowOff + ca);");
-                    for (int jp = 0; jp < 2; jp++)
-                    {
-                        w.Line($"  {{ U4 qf = TC.LoadMatrix(ref sm, {qS + jp * 16 * d} + bRowOff + cb); st{2 * jp} = TC.Mma(kf, qf.X, qf.Y, st{2 * jp}); st{2 * jp + 1} = TC.Mma(kf, qf.Z, qf.W, st{2 * jp + 1}); }}");
-                        w.Line($"  {{ U4 of = TC.LoadMatrix(ref sm, {oS + jp * 16 * d} + bRowOff + cb); dp{2 * jp} = TC.Mma(vf, of.X, of.Y, dp{2 * jp}); dp{2 * jp + 1} = TC.Mma(vf, of.Z, of.W, dp{2 * jp + 1}); }}");
-                    }
-                    w.Line("}");
+                    w.Line($"  {{ U4 qf = TC.LoadMatrix(ref sm, qS + {jp * 16 * d} + bRowOff + cb); st{2 * jp} = TC.Mma(kf, qf.X, qf.Y, st{2 * jp}); st{2 * jp + 1} = TC.Mma(kf, qf.Z, qf.W, st{2 * jp + 1}); }}");
+                    w.Line($"  {{ U4 of = TC.LoadMatrix(ref sm, oS + {jp * 16 * d} + bRowOff + cb); dp{2 * jp} = TC.Mma(vf, of.X, of.Y, dp{2 * jp}); dp{2 * jp + 1} = TC.Mma(vf, of.Z, of.W, dp{2 * jp + 1}); }}");
                 }
-                // P^T = exp2(S^T·scale·log2 e − lse₂(q)), dS^T = P^T ∘ (dP^T − Δ(q)); queries 8j + 2tq + e.
+                w.Line("}");
+            }
+            // P^T = exp2(S^T·scale·log2 e − lse₂(q)), dS^T = P^T ∘ (dP^T − Δ(q)); queries 8j + 2tq + e. Masked pairs
+            // (and queries past the end, whose rows were zero-filled) get P = 0, hence dS = 0.
+            for (int j = 0; j < 4; j++)
+                for (int e = 0; e < 2; e++)
+                {
+                    string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
+                    w.Line($"float pa{j}{e} = TC.Exp2(st{j}.{lo} * sl - lse{j}{e}), pb{j}{e} = TC.Exp2(st{j}.{hi} * sl - lse{j}{e});");
+                }
+            w.Line("if (partial)");
+            using (w.Block())
+            {
                 for (int j = 0; j < 4; j++)
                     for (int e = 0; e < 2; e++)
-                    {
-                        string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
-                        w.Line($"{{ int q = q0 + {8 * j + e} + 2 * tq; bool inQ = q < seq; float lse = inQ ? a.Lse[lseBase + q] * 1.4426950408889634f : float.PositiveInfinity; float dl = inQ ? a.Delta[lseBase + q] : 0f;");
-                        w.Line($"  float pa = TC.Exp2(st{j}.{lo} * sl - lse), pb = TC.Exp2(st{j}.{hi} * sl - lse);");
-                        w.Line($"  if (partial) {{ int dq = inQ ? docs.IndexOf(q) : 0; if (!(inQ && ka < seq && a.Mask.Allows(docs, q, ka, dq, docKa))) pa = 0f; if (!(inQ && kb < seq && a.Mask.Allows(docs, q, kb, dq, docKb))) pb = 0f; }}");
-                        w.Line($"  st{j}.{lo} = pa; st{j}.{hi} = pb; dp{j}.{lo} = pa * (dp{j}.{lo} - dl); dp{j}.{hi} = pb * (dp{j}.{hi} - dl); }}");
-                    }
-                for (int t = 0; t < 2; t++)
-                {
-                    w.Line(PackA("pt", "st", t));
-                    w.Line(PackA("ds", "dp", t));
-                }
-                // dS^T to shared memory [64 keys][32 queries], 16-byte chunks swizzled by (key / 2) % 4.
-                for (int t = 0; t < 2; t++)
-                {
-                    // X: key row g, queries of n-tile 2t; Y: row g + 8, 2t; Z: row g, 2t + 1; W: row g + 8, 2t + 1.
-                    foreach (var (reg, r8, dj) in new[] { ("X", 0, 0), ("Y", 1, 0), ("Z", 0, 1), ("W", 1, 1) })
-                    {
-                        int j = 2 * t + dj;
-                        string key = r8 == 0 ? "(kw + g)" : "(kw + g + 8)";
-                        w.Line($"sm32[({dsS} + {key} * {HalfQ} + (({j} ^ (({key} >> 1) & 3)) << 3) + 2 * tq) >> 1] = ds{t}.{reg};");
-                    }
-                }
-                // dV += P^T·dO and dK += dS^T·Q: M = 16 keys, N = D, K = 32 queries.
-                for (int bp = 0; bp < nt / 2; bp++)
-                    for (int t = 0; t < 2; t++)
-                    {
-                        w.Line($"{{ int c = ((({2 * bp} + tHalf) ^ sw) << 3);");
-                        w.Line($"  U4 of = TC.LoadMatrixTransposed(ref sm, {oS + t * 16 * d} + tRowOff + c); dv{2 * bp} = TC.Mma(pt{t}, of.X, of.Y, dv{2 * bp}); dv{2 * bp + 1} = TC.Mma(pt{t}, of.Z, of.W, dv{2 * bp + 1});");
-                        w.Line($"  U4 qf = TC.LoadMatrixTransposed(ref sm, {qS + t * 16 * d} + tRowOff + c); dk{2 * bp} = TC.Mma(ds{t}, qf.X, qf.Y, dk{2 * bp}); dk{2 * bp + 1} = TC.Mma(ds{t}, qf.Z, qf.W, dk{2 * bp + 1}); }}");
-                    }
-                w.Line("Group.Barrier();");
-                // dQ += dS·K: M = 16 queries (qw), N = D/2 (dBase), K = 64 keys.
-                for (int b = 0; b < dqTiles; b++) w.Line($"F4 dq{b} = default;");
-                for (int t = 0; t < 4; t++)
-                {
-                    w.Line($"{{ int key = {16 * t} + dsRow; U4 af = TC.LoadMatrixTransposed(ref sm, {dsS} + key * {HalfQ} + ((dsChunk ^ ((key >> 1) & 3)) << 3));");
-                    for (int bp = 0; bp < dqTiles / 2; bp++)
-                        w.Line($"  {{ U4 kf = TC.LoadMatrixTransposed(ref sm, {kS + t * 16 * d} + tRowOff + ((((dBase >> 3) + {2 * bp} + tHalf) ^ sw) << 3)); dq{2 * bp} = TC.Mma(af, kf.X, kf.Y, dq{2 * bp}); dq{2 * bp + 1} = TC.Mma(af, kf.Z, kf.W, dq{2 * bp + 1}); }}");
-                    w.Line("}");
-                }
-                w.Line("{ int qa = q0 + qw + g, qb = qa + 8;");
-                w.Line("  if (qa < seq) { long o = (rowTok + qa) * dqStride + qHead + dBase + 2 * tq;");
-                for (int b = 0; b < dqTiles; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{b}.X); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{b}.Y);");
-                w.Line("  }");
-                w.Line("  if (qb < seq) { long o = (rowTok + qb) * dqStride + qHead + dBase + 2 * tq;");
-                for (int b = 0; b < dqTiles; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{b}.Z); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{b}.W);");
-                w.Line("  }");
-                w.Line("}");
-                w.Line("Group.Barrier();");
+                        w.Line($"int dq{j}{e} = docs.IndexOf(qc{j}{e});");
+                for (int j = 0; j < 4; j++)
+                    for (int e = 0; e < 2; e++)
+                        w.Line($"if (!(in{j}{e} && ka < seq && a.Mask.Allows(docs, q{j}{e}, ka, dq{j}{e}, docKa))) pa{j}{e} = 0f; " +
+                               $"if (!(in{j}{e} && kb < seq && a.Mask.Allows(docs, q{j}{e}, kb, dq{j}{e}, docKb))) pb{j}{e} = 0f;");
             }
+            for (int j = 0; j < 4; j++)
+                for (int e = 0; e < 2; e++)
+                {
+                    string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
+                    w.Line($"st{j}.{lo} = pa{j}{e}; st{j}.{hi} = pb{j}{e}; dp{j}.{lo} = pa{j}{e} * (dp{j}.{lo} - dl{j}{e}); dp{j}.{hi} = pb{j}{e} * (dp{j}.{hi} - dl{j}{e});");
+                }
+            for (int t = 0; t < 2; t++)
+            {
+                w.Line(PackA("pt", "st", t));
+                w.Line(PackA("ds", "dp", t));
+            }
+            // dS^T to shared memory [keys][32 queries], 16-byte chunks swizzled by (key / 2) % 4.
+            for (int t = 0; t < 2; t++)
+            {
+                // X: key row g, queries of n-tile 2t; Y: row g + 8, 2t; Z: row g, 2t + 1; W: row g + 8, 2t + 1.
+                foreach (var (reg, r8, dj) in new[] { ("X", 0, 0), ("Y", 1, 0), ("Z", 0, 1), ("W", 1, 1) })
+                {
+                    int j = 2 * t + dj;
+                    string key = r8 == 0 ? "(kw + g)" : "(kw + g + 8)";
+                    w.Line($"sm32[({dsS} + {key} * {HalfQ} + (({j} ^ (({key} >> 1) & 3)) << 3) + 2 * tq) >> 1] = ds{t}.{reg};");
+                }
+            }
+            // dV += P^T·dO and dK += dS^T·Q: M = 16 keys, N = D, K = 32 queries.
+            for (int bp = 0; bp < nt / 2; bp++)
+                for (int t = 0; t < 2; t++)
+                {
+                    w.Line($"{{ int c = ((({2 * bp} + tHalf) ^ sw) << 3);");
+                    w.Line($"  U4 of = TC.LoadMatrixTransposed(ref sm, oS + {t * 16 * d} + tRowOff + c); dv{2 * bp} = TC.Mma(pt{t}, of.X, of.Y, dv{2 * bp}); dv{2 * bp + 1} = TC.Mma(pt{t}, of.Z, of.W, dv{2 * bp + 1});");
+                    w.Line($"  U4 qf = TC.LoadMatrixTransposed(ref sm, qS + {t * 16 * d} + tRowOff + c); dk{2 * bp} = TC.Mma(ds{t}, qf.X, qf.Y, dk{2 * bp}); dk{2 * bp + 1} = TC.Mma(ds{t}, qf.Z, qf.W, dk{2 * bp + 1}); }}");
+                }
+            w.Line("Group.Barrier();");
+            // dQ += dS·K: M = 16 queries (qw), N = D/4 (dBase), K = the group's keys.
+            for (int b = 0; b < dqTiles; b++) w.Line($"F4 dq{b} = default;");
+            for (int t = 0; t < BwdKeys / 16; t++)
+            {
+                w.Line($"{{ int key = {16 * t} + dsRow; U4 af = TC.LoadMatrixTransposed(ref sm, {dsS} + key * {HalfQ} + ((dsChunk ^ ((key >> 1) & 3)) << 3));");
+                for (int bp = 0; bp < dqTiles / 2; bp++)
+                    w.Line($"  {{ U4 kf = TC.LoadMatrixTransposed(ref sm, {kS + t * 16 * d} + tRowOff + ((((dBase >> 3) + {2 * bp} + tHalf) ^ sw) << 3)); dq{2 * bp} = TC.Mma(af, kf.X, kf.Y, dq{2 * bp}); dq{2 * bp + 1} = TC.Mma(af, kf.Z, kf.W, dq{2 * bp + 1}); }}");
+                w.Line("}");
+            }
+            w.Line("{ int qa = q0 + qw + g, qb = qa + 8;");
+            w.Line("  if (qa < seq) { long o = (rowTok + qa) * dqStride + qHead + dBase + 2 * tq;");
+            for (int b = 0; b < dqTiles; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{b}.X); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{b}.Y);");
+            w.Line("  }");
+            w.Line("  if (qb < seq) { long o = (rowTok + qb) * dqStride + qHead + dBase + 2 * tq;");
+            for (int b = 0; b < dqTiles; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{b}.Z); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{b}.W);");
+            w.Line("  }");
+            w.Line("}");
+            w.Line("Group.Barrier();");
         }
         w.Line("var dk32 = a.DK.Cast<uint>();");
         w.Line("var dv32 = a.DV.Cast<uint>();");

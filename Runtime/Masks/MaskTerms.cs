@@ -163,12 +163,12 @@ public readonly struct MaskTerms : IAttentionMask
         : new(new MaskTerm(MaskParts.Causal | MaskParts.Document, window));
 
     /// <inheritdoc/>
-    public bool Allows<TDocs>(in TDocs docs, int q, int k, int docQ, int docK) where TDocs : struct, IDocumentBounds
-    {
-        for (int i = 0; i < Count; i++)
-            if (Term(i).Allows(docs, q, k, docQ, docK)) return true;
-        return false;
-    }
+    /// <remarks>Written out term by term: kernels evaluate it per element of partial tiles, and ILGPU does not unroll loops.</remarks>
+    public bool Allows<TDocs>(in TDocs docs, int q, int k, int docQ, int docK) where TDocs : struct, IDocumentBounds =>
+        _t0.Allows(docs, q, k, docQ, docK)
+        || (Count > 1 && _t1.Allows(docs, q, k, docQ, docK))
+        || (Count > 2 && _t2.Allows(docs, q, k, docQ, docK))
+        || (Count > 3 && _t3.Allows(docs, q, k, docQ, docK));
 
     /// <summary>The exact number of allowed pairs in [q0, q1) × [k0, k1), by inclusion–exclusion over the terms.</summary>
     public long CountAllowed<TDocs>(in TDocs docs, int q0, int q1, int k0, int k1) where TDocs : struct, IDocumentBounds

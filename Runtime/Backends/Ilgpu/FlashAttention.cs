@@ -47,11 +47,12 @@ public sealed class FlashAttention(GpuDevice device)
         var (rows, columns) = batch.EnsureTileLists();
         _rowLists(device.Stream, batch.Rows * batch.QueryTiles, new TileListArgs
         {
-            Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles, KeyTilesPerBlock = 1,
         });
-        _columnLists(device.Stream, batch.Rows * batch.KeyTiles, new TileListArgs
+        _columnLists(device.Stream, batch.Rows * KeyBlocks(batch), new TileListArgs
         {
             Tiles = batch.Tiles, Lists = columns.Lists, Counts = columns.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            KeyTilesPerBlock = FlashKernels.BackwardKeys / FlashKernels.Tile,
         });
     }
 
@@ -109,7 +110,7 @@ public sealed class FlashAttention(GpuDevice device)
         int bytes = FlashKernels.BackwardSharedBytes(headDim);
         var launch = device.GroupedKernel<FlashBackwardArgs<TMask>>(kernel, bytes);
         var (_, columns) = batch.EnsureTileLists();
-        var config = new KernelConfig(new Index3D(batch.KeyTiles, kvHeads, batch.Rows), new Index3D(FlashKernels.Threads, 1, 1),
+        var config = new KernelConfig(new Index3D(KeyBlocks(batch), kvHeads, batch.Rows), new Index3D(FlashKernels.BackwardThreads, 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         float scale = Scale(headDim);
         launch(device.Stream, config, new FlashBackwardArgs<TMask>
@@ -117,7 +118,7 @@ public sealed class FlashAttention(GpuDevice device)
             Q = q.View, K = k.View, V = v.View, DO = dO.View, Lse = lse, Delta = delta, DQ = dqAccumulator, DK = dk, DV = dv,
             QOffset = q.Layout.Offset, KOffset = k.Layout.Offset, VOffset = v.Layout.Offset, DOOffset = dO.Layout.Offset,
             QStride = q.Layout.TokenStride, KStride = k.Layout.TokenStride, VStride = v.Layout.TokenStride, DOStride = dO.Layout.TokenStride,
-            Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, QueryTiles = batch.QueryTiles, KeyBlocks = KeyBlocks(batch),
             Scale = scale, ScaleLog2 = scale * 1.4426950408889634f, Lists = columns.Lists, Counts = columns.Counts, Layouts = batch.Layouts, Mask = mask,
         });
         _scale(device.Stream, (int)dqLength, new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale });
@@ -156,6 +157,9 @@ public sealed class FlashAttention(GpuDevice device)
     public static long BackwardScratchLength(GpuBatch batch, int heads, int headDim) => (long)batch.Tokens * heads * (1 + headDim);
 
     private static float Scale(int headDim) => 1f / MathF.Sqrt(headDim);
+
+    /// <summary>Key blocks of the backward kernel (<see cref="FlashKernels.BackwardKeys"/> keys each).</summary>
+    private static int KeyBlocks(GpuBatch batch) => (batch.Seq + FlashKernels.BackwardKeys - 1) / FlashKernels.BackwardKeys;
 
     private void Check(int headDim, GpuBatch batch, params FlashOperand[] operands)
     {

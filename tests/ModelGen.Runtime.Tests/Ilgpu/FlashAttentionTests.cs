@@ -10,7 +10,7 @@ namespace ModelGen.Tests.Ilgpu;
 public sealed class FlashCpuFixture : IDisposable
 {
     /// <summary>The device.</summary>
-    public GpuDevice Device { get; } = GpuDevice.Open(GpuKind.Cpu, cpuWarpSize: 32, cpuWarpsPerGroup: 4);
+    public GpuDevice Device { get; } = GpuDevice.Open(GpuKind.Cpu, cpuWarpSize: 32, cpuWarpsPerGroup: 8);
 
     /// <inheritdoc/>
     public void Dispose() => Device.Dispose();

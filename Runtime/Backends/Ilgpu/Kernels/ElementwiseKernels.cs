@@ -88,3 +88,40 @@ public struct ConvertArgs<T> where T : unmanaged
     /// <summary>Written.</summary>
     public ArrayView<float> Output;
 }
+
+/// <summary>Arguments of <see cref="RandomKernels.RandomNormalBf16"/>.</summary>
+public struct RandomArgs
+{
+    /// <summary>Written: bf16 bits.</summary>
+    public ArrayView<ushort> Output;
+    /// <summary>Stream of the generator: equal seeds give equal values.</summary>
+    public ulong Seed;
+    /// <summary>Standard deviation.</summary>
+    public float Scale;
+}
+
+/// <summary>Random inputs generated on the device (benchmarks and GPU checks of large shapes).</summary>
+public static class RandomKernels
+{
+    /// <summary>
+    /// output[i] = bf16(Scale · N(0, 1)): a counter-based generator (SplitMix64 of seed and index) and Box–Muller, so
+    /// every element is independent of the launch geometry and the same on every device.
+    /// </summary>
+    public static void RandomNormalBf16(Index1D i, RandomArgs a)
+    {
+        ulong bits = Mix(a.Seed * 0x9E3779B97F4A7C15UL + (ulong)(int)i);
+        // Two 24-bit uniforms in (0, 1] and [0, 1).
+        float u1 = ((bits >> 40) + 1) * (1f / 16777216f);
+        float u2 = ((bits >> 16) & 0xFFFFFF) * (1f / 16777216f);
+        float normal = MathF.Sqrt(-2f * MathF.Log(u1)) * MathF.Cos(2f * MathF.PI * u2);
+        a.Output[i] = Bf16.FromFloat(a.Scale * normal);
+    }
+
+    /// <summary>SplitMix64's finalizer.</summary>
+    public static ulong Mix(ulong z)
+    {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+}

@@ -45,11 +45,14 @@ public struct FlashBackwardArgs<TMask> where TMask : struct, IAttentionMask
     public ArrayView<ushort> DK, DV;
     /// <summary>Element offsets and token strides of Q, K, V and dO.</summary>
     public long QOffset, KOffset, VOffset, DOOffset, QStride, KStride, VStride, DOStride;
-    /// <summary>Shape.</summary>
-    public int Seq, Heads, KvHeads, QueryTiles, KeyTiles;
+    /// <summary>Shape; a key block is <see cref="FlashKernels.BackwardKeys"/> keys (adjacent tiles of the tile map).</summary>
+    public int Seq, Heads, KvHeads, QueryTiles, KeyBlocks;
     /// <summary>Softmax scale, and scale × log2(e).</summary>
     public float Scale, ScaleLog2;
-    /// <summary>Non-empty query tiles of each key tile [rows, KeyTiles, QueryTiles] as qt·4 + kind, and their counts [rows, KeyTiles].</summary>
+    /// <summary>
+    /// Query tiles that reach each key block [rows, KeyBlocks, QueryTiles] as qt·4 + kind (Full only when every tile of
+    /// the block is full), and their counts [rows, KeyBlocks].
+    /// </summary>
     public ArrayView<int> Lists, Counts;
     /// <summary>Document bounds per row.</summary>
     public DeviceLayouts Layouts;
@@ -66,6 +69,8 @@ public struct TileListArgs
     public ArrayView<int> Lists, Counts;
     /// <summary>Tile counts.</summary>
     public int QueryTiles, KeyTiles;
+    /// <summary>Adjacent key tiles per column of <see cref="FlashKernels.ColumnLists"/> (1 or more).</summary>
+    public int KeyTilesPerBlock;
 }
 
 /// <summary>Arguments of <see cref="FlashKernels.Delta"/>.</summary>
@@ -113,15 +118,23 @@ public static partial class FlashKernels
         a.Counts[index] = n;
     }
 
-    /// <summary>One thread per (row, key tile): the query tiles that reach it, in order.</summary>
+    /// <summary>
+    /// One thread per (row, block of <c>KeyTilesPerBlock</c> key tiles): the query tiles that reach the block, in order,
+    /// with the block's kind: Full when all its tiles are, Partial when they differ or any is.
+    /// </summary>
     public static void ColumnLists(Index1D index, TileListArgs a)
     {
-        int row = index / a.KeyTiles, kt = index - row * a.KeyTiles;
-        long b = (long)(int)index * a.QueryTiles, map = (long)row * a.QueryTiles * a.KeyTiles + kt;
+        int blocks = (a.KeyTiles + a.KeyTilesPerBlock - 1) / a.KeyTilesPerBlock;
+        int row = index / blocks, kb = index - row * blocks;
+        int first = kb * a.KeyTilesPerBlock, last = Math.Min(a.KeyTiles, first + a.KeyTilesPerBlock);
+        long b = (long)(int)index * a.QueryTiles, map = (long)row * a.QueryTiles * a.KeyTiles;
         int n = 0;
         for (int qt = 0; qt < a.QueryTiles; qt++)
         {
-            int kind = a.Tiles[map + (long)qt * a.KeyTiles];
+            long at = map + (long)qt * a.KeyTiles;
+            int kind = a.Tiles[at + first];
+            for (int kt = first + 1; kt < last; kt++)
+                if (a.Tiles[at + kt] != kind) kind = (int)TileKind.Partial;
             if (kind != 0) a.Lists[b + n++] = qt * 4 + kind;
         }
         a.Counts[index] = n;
