@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import flex_attention, create_block_mask
 
 # The backward-only timing reuses one graph (retain_graph=True), which compiled Flex allows only without donated buffers.
+import torch._functorch.config
 torch._functorch.config.donated_buffer = False
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False

@@ -76,48 +76,53 @@ def packed(bounds, kind):
     return f
 
 L, M, Q = (LlamaForCausalLM, LlamaConfig), (MistralForCausalLM, MistralConfig), (Qwen2ForCausalLM, Qwen2Config)
-# the unseen variants of the shared generator (own seeds)
-make("llama3_rope", *L, 200, rope_theta=500000.0, rope_scaling={"rope_type": "llama3", "factor": 8.0,
-     "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
-make("llama_linear", *L, 96, rope_scaling={"rope_type": "linear", "factor": 2.0})
-make("llama_yarn", *L, 160, rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64})
-make("qwen2_mha", *Q, 80, num_attention_heads=4, num_key_value_heads=4, hidden_size=96, intermediate_size=200,
-     num_hidden_layers=3, rope_theta=1e6)
-make("mistral_anchor_packed", *M, 72, extra=packed([1, 20, 41], "anchor"), head_dim=32)
-# further RoPE variants and checkpoint shapes
-make("llama_dynamic", *L, 160, max_position_embeddings=64, rope_scaling={"rope_type": "dynamic", "factor": 2.0})
-g = torch.Generator().manual_seed(7)
-make("llama_longrope", *L, 160, max_position_embeddings=256, rope_scaling={"rope_type": "longrope",
-     "original_max_position_embeddings": 64,
-     "short_factor": [round(1 + 0.1 * i, 3) for i in range(16)],
-     "long_factor": [round(1 + 0.5 * i, 3) for i in range(16)]})
-make("qwen2_yarn_custom", *Q, 128, rope_theta=1e6, num_attention_heads=8, num_key_value_heads=2,
-     rope_scaling={"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64,
-                   "beta_fast": 16.0, "beta_slow": 2.0, "attention_factor": 1.2, "truncate": False})
-make("llama_headdim48_bias", *L, 64, head_dim=48, attention_bias=True, mlp_bias=True)
-make("mistral_swa_gqa", *M, 100, sliding_window=7, num_attention_heads=8, num_key_value_heads=2, head_dim=16)
-make("llama_bf16_weights", *L, 64, save_dtype=torch.bfloat16)
-make("llama_sharded", *L, 64, shard="600KB")
-make("llama_anchor_many_docs", *L, 128, extra=packed([1, 9, 10, 40, 77, 78, 101], "anchor"))
-make("llama_intradoc", *L, 96, extra=packed([1, 30, 31, 70], "intradoc"))
-make("qwen2_intradoc_reset", *Q, 96, tie_word_embeddings=True, extra=packed([1, 25, 60], "intradoc_reset"))
+def main():
+    # the unseen variants of the shared generator (own seeds)
+    make("llama3_rope", *L, 200, rope_theta=500000.0, rope_scaling={"rope_type": "llama3", "factor": 8.0,
+         "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
+    make("llama_linear", *L, 96, rope_scaling={"rope_type": "linear", "factor": 2.0})
+    make("llama_yarn", *L, 160, rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64})
+    make("qwen2_mha", *Q, 80, num_attention_heads=4, num_key_value_heads=4, hidden_size=96, intermediate_size=200,
+         num_hidden_layers=3, rope_theta=1e6)
+    make("mistral_anchor_packed", *M, 72, extra=packed([1, 20, 41], "anchor"), head_dim=32)
+    # further RoPE variants and checkpoint shapes
+    make("llama_dynamic", *L, 160, max_position_embeddings=64, rope_scaling={"rope_type": "dynamic", "factor": 2.0})
+    g = torch.Generator().manual_seed(7)
+    make("llama_longrope", *L, 160, max_position_embeddings=256, rope_scaling={"rope_type": "longrope",
+         "original_max_position_embeddings": 64,
+         "short_factor": [round(1 + 0.1 * i, 3) for i in range(16)],
+         "long_factor": [round(1 + 0.5 * i, 3) for i in range(16)]})
+    make("qwen2_yarn_custom", *Q, 128, rope_theta=1e6, num_attention_heads=8, num_key_value_heads=2,
+         rope_scaling={"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64,
+                       "beta_fast": 16.0, "beta_slow": 2.0, "attention_factor": 1.2, "truncate": False})
+    make("llama_headdim48_bias", *L, 64, head_dim=48, attention_bias=True, mlp_bias=True)
+    make("mistral_swa_gqa", *M, 100, sliding_window=7, num_attention_heads=8, num_key_value_heads=2, head_dim=16)
+    make("llama_bf16_weights", *L, 64, save_dtype=torch.bfloat16)
+    make("llama_sharded", *L, 64, shard="600KB")
+    make("llama_anchor_many_docs", *L, 128, extra=packed([1, 9, 10, 40, 77, 78, 101], "anchor"))
+    make("llama_intradoc", *L, 96, extra=packed([1, 30, 31, 70], "intradoc"))
+    make("qwen2_intradoc_reset", *Q, 96, tie_word_embeddings=True, extra=packed([1, 25, 60], "intradoc_reset"))
 
-# an older-style config.json (rope_theta + rope_scaling with "type") for the same weights as llama_linear
-src = os.path.join(root, "llama_linear")
-if os.path.isdir(src):
-    dst = os.path.join(root, "llama_linear_legacy_config"); os.makedirs(dst, exist_ok=True)
-    for f in os.listdir(src):
-        if f != "config.json": os.system(f"cp {src}/{f} {dst}/{f}")
-    c = json.load(open(os.path.join(src, "config.json")))
-    rp = c.pop("rope_parameters"); c["rope_theta"] = rp.pop("rope_theta"); c["rope_scaling"] = {"type": rp.pop("rope_type"), **rp}
-    c["transformers_version"] = "4.44.0"
-    json.dump(c, open(os.path.join(dst, "config.json"), "w"), indent=2)
-    # prove transformers itself reads it to the same logits
-    e = __import__("safetensors.torch", fromlist=["load_file"]).load_file(os.path.join(dst, "expected.safetensors"))
-    mm = LlamaForCausalLM.from_pretrained(dst, attn_implementation="eager").float().eval()
-    with torch.no_grad(): err = (mm(input_ids=e["input_ids"]).logits - e["logits"]).abs().max().item()
-    print("llama_linear_legacy_config reload max err", err)
+    # an older-style config.json (rope_theta + rope_scaling with "type") for the same weights as llama_linear
+    src = os.path.join(root, "llama_linear")
+    if os.path.isdir(src):
+        dst = os.path.join(root, "llama_linear_legacy_config"); os.makedirs(dst, exist_ok=True)
+        for f in os.listdir(src):
+            if f != "config.json": os.system(f"cp {src}/{f} {dst}/{f}")
+        c = json.load(open(os.path.join(src, "config.json")))
+        rp = c.pop("rope_parameters"); c["rope_theta"] = rp.pop("rope_theta"); c["rope_scaling"] = {"type": rp.pop("rope_type"), **rp}
+        c["transformers_version"] = "4.44.0"
+        json.dump(c, open(os.path.join(dst, "config.json"), "w"), indent=2)
+        # prove transformers itself reads it to the same logits
+        e = __import__("safetensors.torch", fromlist=["load_file"]).load_file(os.path.join(dst, "expected.safetensors"))
+        mm = LlamaForCausalLM.from_pretrained(dst, attn_implementation="eager").float().eval()
+        with torch.no_grad(): err = (mm(input_ids=e["input_ids"]).logits - e["logits"]).abs().max().item()
+        print("llama_linear_legacy_config reload max err", err)
 
-with tarfile.open(os.path.join(OUT, "fixtures_more.tar.gz"), "w:gz") as t:
-    for n in sorted(os.listdir(root)): t.add(os.path.join(root, n), arcname=n)
-print("done")
+    with tarfile.open(os.path.join(OUT, "fixtures_more.tar.gz"), "w:gz") as t:
+        for n in sorted(os.listdir(root)): t.add(os.path.join(root, n), arcname=n)
+    print("done")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Flash attention on a CUDA machine without .NET, from the publish made by tools/publish-gpu.sh:
-#   1. `modelgen ptx --filter Flash` and `ptxas -v -arch=sm_90` on every flash kernel (registers, stack frame, spills);
-#   2. small checks against PyTorch (GQA, head dims 64 and 128, every mask kind);
-#   3. the issue's benchmark: `bench-attention --peer python3` (H=32, D=128, causal and anchor, documents of mean
-#      1024 and 4096), checked against PyTorch at the lengths in CHECK.
-#   4. (step ncu) Nsight Compute on the forward and backward kernels of one anchor case: throughput, stalls, occupancy.
-# Usage: tools/gpu-flash.sh OUT_DIR [SEQS] [CHECK] [STEPS]   (STEPS: any of ptx,small,bench,ncu; default ptx,small,bench)
+# Flash attention on a CUDA machine without .NET, from the publish made by tools/publish-gpu.sh. Steps, in order:
+#   ptx       `modelgen ptx --filter Flash`, then `ptxas -v -arch=sm_90` on every flash kernel (registers, stack, spills);
+#   fixtures  tiny checkpoints with head dims 64 and 128 made with transformers (tools/gen_flash_fixtures.py), each
+#             through `parity --backend ilgpu --device cuda` in bf16 (the model runs FlashAttention) and fp32;
+#   small     checks against PyTorch at S = 1024: head dims 64 and 128, GQA, every mask kind and a sliding window;
+#   bench     the issue's benchmark, `bench-attention --peer python3` (H=32, D=128, causal and anchor with documents of
+#             mean 1024 and 4096) at SEQS, checked against PyTorch at the lengths in CHECK;
+#   long      the same at 32K and 64K (one warm-up and three timed calls: these cases take seconds);
+#   ncu       Nsight Compute on the D=128 kernels of one anchor and one causal case (not in the default steps).
+# Usage: tools/gpu-flash.sh OUT_DIR [SEQS] [CHECK] [STEPS]   (STEPS: comma-separated; default ptx,fixtures,small,bench,long)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-runs/gpu-flash}; seqs=${2:-8192,16384,32768,65536}; check=${3:-8192}; steps=${4:-ptx,small,bench}
+out=${1:-runs/gpu-flash}; seqs=${2:-8192,16384}; check=${3:-8192}; steps=${4:-ptx,fixtures,small,bench,long}
 mkdir -p "$out"
 bin=/tmp/modelgen-gpu/modelgen
 if [ ! -x "$bin" ]; then tar -C /tmp -xJf .publish/modelgen-gpu.tar.xz; fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 fail=0
 if [[ $steps == *ptx* ]]; then
   "$bin" ptx --filter Flash --out "$out/ptx" > "$out/ptx.txt" 2>&1 || fail=1
@@ -21,27 +24,45 @@ if [[ $steps == *ptx* ]]; then
     echo "== $(basename "$f")"; "$ptxas" -v -arch=sm_90 "$f" -o /dev/null 2>&1
   done | tee "$out/ptxas.txt"
 fi
+if [[ $steps == *fixtures* ]]; then
+  OUT="$out" python3 tools/gen_flash_fixtures.py 2>&1 | grep -v Warning
+  rm -rf /tmp/fx_flash; mkdir -p /tmp/fx_flash; tar -C /tmp/fx_flash -xzf "$out/fixtures_flash.tar.gz"
+  for dir in /tmp/fx_flash/*/; do
+    for dtype in bf16 f32; do
+      "$bin" parity "$dir" --backend ilgpu --device cuda --dtype $dtype > /tmp/parity.txt 2>&1; rc=$?
+      echo "parity $(basename "$dir") $dtype rc=$rc $(tail -3 /tmp/parity.txt | tr '\n' ' ')"
+      [ "$rc" = 0 ] || fail=1
+    done
+  done
+fi
 if [[ $steps == *small* ]]; then
   for d in 64 128; do
     timeout 240 "$bin" bench-attention --seqs 1024 --masks causal,intradoc,anchor,causal:w300 --docs 200 --heads 4 --kv-heads 2 --head-dim $d \
-      --warmup 1 --repeats 2 --peer python3 --check-seqs 1024 --out "$out/small-d$d" 2>&1 | tee "$out/small-d$d.txt"
-    [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+      --warmup 1 --repeats 2 --peer python3 --check-seqs 1024 --out "/tmp/small-d$d" > "/tmp/small-d$d.txt" 2>&1
+    rc=$?; grep -E "check |against|  attention-.*(=|Flex)" "/tmp/small-d$d.txt"; [ "$rc" = 0 ] || fail=1
   done
 fi
 if [[ $steps == *bench* ]]; then
-  timeout 560 "$bin" bench-attention --seqs "$seqs" --check-seqs "$check" --peer python3 --out "$out/bench" 2>&1 | tee "$out/bench.txt"
-  [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+  timeout 300 "$bin" bench-attention --seqs "$seqs" --check-seqs "$check" --peer python3 --out "$out/bench" > "$out/bench.txt" 2>&1
+  [ "$?" = 0 ] || fail=1
+  grep -E "FAIL|rror|against|  attention-.*(=|Flex)" "$out/bench.txt"
+fi
+if [[ $steps == *long* ]]; then
+  timeout 400 "$bin" bench-attention --seqs 32768,65536 --warmup 1 --repeats 3 --peer python3 --out "$out/bench-long" > "$out/bench-long.txt" 2>&1
+  [ "$?" = 0 ] || fail=1
+  grep -E "FAIL|rror|against|  attention-.*(=|Flex)" "$out/bench-long.txt"
 fi
 if [[ $steps == *ncu* ]]; then
   ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
   for mask in anchor causal; do
     timeout 300 "$ncu" --kernel-name regex:'Kernel_(Forward|Backward)D128' --launch-count 2 \
-      --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+      --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats --section Occupancy \
+      --section LaunchStats --section MemoryWorkloadAnalysis --print-details all \
       "$bin" bench-attention --seqs 8192 --masks $mask --docs 1024 --warmup 0 --repeats 1 --out "$out/ncu-$mask" > "$out/ncu-$mask.txt" 2>&1
-    grep -E "Kernel_|Duration|Throughput|Registers|Achieved Occupancy|Stall|Warp Cycles|Issued|Block Limit|Shared Memory" "$out/ncu-$mask.txt" | head -80
+    grep -E "Kernel_|Duration|SM Active|Executed Ipc|Warp Cycles|Stall|Registers|Achieved Occupancy" "$out/ncu-$mask.txt" | head -60
     rm -rf "$out/ncu-$mask"
   done
 fi
 # Only the reports travel back (the device tool returns a limited number of files).
-rm -rf "$out/ptx"; find "$out" \( -name '*.png' -o -name 'peer-cases.json' \) -delete
+rm -rf "$out/ptx" "$out/ptx.txt" "$out/gpu.txt"; find "$out" \( -name '*.png' -o -name 'peer-cases.json' \) -delete
 exit $fail

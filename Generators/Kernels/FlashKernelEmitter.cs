@@ -120,7 +120,9 @@ internal static class FlashKernelEmitter
         w.Line($"/// <summary>Flash attention forward, head dim {d}: group (query tile, head, row), 128 threads, {I(ForwardShorts(d) * 2)} bytes of dynamic shared memory.</summary>");
         w.Line($"public static void ForwardD{d}<TMask>(FlashForwardArgs<TMask> a) where TMask : struct, IAttentionMask");
         using var _ = w.Block();
-        w.Line("int qt = a.QueryTiles - 1 - Grid.IdxX, h = Grid.IdxY, row = Grid.IdxZ;");
+        // Heads vary fastest and query tiles run from the last: the longest lists (causal) start first, so no long
+        // group is left to run alone at the end.
+        w.Line("int qt = a.QueryTiles - 1 - Grid.IdxY, h = Grid.IdxX, row = Grid.IdxZ;");
         Common(w, d);
         w.Line("int kvh = h / (a.Heads / a.KvHeads);");
         w.Line($"int q0 = qt * {Tile};");
@@ -141,6 +143,13 @@ internal static class FlashKernelEmitter
             LoadTile(w, d, Tile, I(kS + Tile * d), "k0", "gv", "a.VOffset", "a.VStride", "kvHead");
         }
         w.Line("TC.CommitAsync();");
+        // The allowed key spans of the tile's 64 queries (when the mask has them): partial tiles compare against them.
+        w.Line("var sp32 = smem.Cast<int>();");
+        w.Line($"int spanS = {ForwardShorts(d) / 2 - 4 * Tile};");
+        w.Line($"int sq = q0 + (tid & {Tile - 1}); if (sq >= seq) sq = seq - 1;");
+        w.Line("var rs = a.Mask.Spans(docs, sq, docs.IndexOf(sq));");
+        w.Line("bool exact = rs.Exact;");
+        w.Line($"if (tid < {Tile}) {{ sp32[spanS + tid] = rs.Lo0; sp32[spanS + {Tile} + tid] = rs.Hi0; sp32[spanS + {2 * Tile} + tid] = rs.Lo1; sp32[spanS + {3 * Tile} + tid] = rs.Hi1; }}");
         w.Line("TC.WaitAsync1();");
         w.Line("Group.Barrier();");
         w.Line($"int qRowOff = {qs} + (warp * 16 + (lane & 15)) * {d}, qHalf = lane >> 4;");
@@ -176,11 +185,26 @@ internal static class FlashKernelEmitter
                     w.Line($"{{ U4 kb = TC.LoadMatrix(ref sm, kRowOff + {I(jp * 16 * d)} + ((({2 * s} + kHalf) ^ sw) << 3)); " +
                            $"s{2 * jp} = TC.Mma(fq{s}, kb.X, kb.Y, s{2 * jp}); s{2 * jp + 1} = TC.Mma(fq{s}, kb.Z, kb.W, s{2 * jp + 1}); }}");
                 }
-            w.Line("if (partial)");
+            w.Line("if (partial && exact)");
             using (w.Block())
             {
-                // The keys' documents first, all loads unconditional (clamped), so that their latencies overlap
-                // instead of one load per predicate.
+                w.Line("int ra = warp * 16 + g, rb = ra + 8;");
+                w.Line($"int aLo0 = sp32[spanS + ra], aHi0 = sp32[spanS + {Tile} + ra], aLo1 = sp32[spanS + {2 * Tile} + ra], aHi1 = sp32[spanS + {3 * Tile} + ra];");
+                w.Line($"int bLo0 = sp32[spanS + rb], bHi0 = sp32[spanS + {Tile} + rb], bLo1 = sp32[spanS + {2 * Tile} + rb], bHi1 = sp32[spanS + {3 * Tile} + rb];");
+                for (int j = 0; j < 8; j++)
+                    for (int e = 0; e < 2; e++)
+                    {
+                        string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
+                        w.Line($"{{ int kk = k0 + {8 * j + e} + 2 * tq; bool inK = kk < seq; " +
+                               $"s{j}.{lo} = inK & ((kk >= aLo0 & kk < aHi0) | (kk >= aLo1 & kk < aHi1)) ? s{j}.{lo} : float.NegativeInfinity; " +
+                               $"s{j}.{hi} = inK & ((kk >= bLo0 & kk < bHi0) | (kk >= bLo1 & kk < bHi1)) ? s{j}.{hi} : float.NegativeInfinity; }}");
+                    }
+            }
+            w.Line("else if (partial)");
+            using (w.Block())
+            {
+                // A mask without spans: the keys' documents first, all loads unconditional (clamped), so that their
+                // latencies overlap instead of one load per predicate.
                 for (int j = 0; j < 8; j++)
                     for (int e = 0; e < 2; e++)
                         w.Line($"int kk{j}{e} = k0 + {8 * j + e} + 2 * tq; int dk{j}{e} = docs.IndexOf(kk{j}{e} < seq ? kk{j}{e} : seq - 1);");
@@ -235,14 +259,17 @@ internal static class FlashKernelEmitter
         }
     }
 
-    /// <summary>Forward shared memory in bf16 elements: the Q tile and two buffers of K and V tiles.</summary>
-    private static int ForwardShorts(int d) => 5 * Tile * d;
+    /// <summary>Forward shared memory in bf16 elements: the Q tile, two buffers of K and V tiles, the queries' key spans (4 ints each).</summary>
+    private static int ForwardShorts(int d) => 5 * Tile * d + 2 * 4 * Tile;
 
     /// <summary>
     /// Backward shared memory in bf16 elements: K and V blocks, two buffers of Q and dO halves (the next half is
     /// prefetched while the current one is used), dS^T [keys][32 queries].
     /// </summary>
-    private static int BackwardShorts(int d) => 2 * BwdKeys * d + 2 * 2 * HalfQ * d + BwdKeys * HalfQ;
+    private static int BackwardShorts(int d) => 2 * BwdKeys * d + 2 * 2 * HalfQ * d + BwdKeys * HalfQ + 2 * StepValues * 2;
+
+    /// <summary>Per-step values staged in shared memory (two buffers): LSE, Δ and the four key-span bounds of each of the 32 queries.</summary>
+    private const int StepValues = 6 * HalfQ;
 
     /// <summary>An A fragment (k-step <paramref name="t"/>) packed from the fp32 accumulators <paramref name="source"/>{2t, 2t+1}.</summary>
     private static string PackA(string name, string source, int t) =>
@@ -277,12 +304,16 @@ internal static class FlashKernelEmitter
     {
         int ks = d / 16, nt = d / 8;
         int kS = 0, vS = BwdKeys * d, bufS = 2 * BwdKeys * d, bufShorts = 2 * HalfQ * d, dsS = bufS + 2 * bufShorts;
+        // 32-bit view: the staged LSE (log2), Δ and query documents, two buffers of StepValues.
+        int valS = (dsS + BwdKeys * HalfQ) / 2;
         int total = BackwardShorts(d);
         int dqTiles = d / 4 / 8;
         w.Line($"/// <summary>Flash attention backward, head dim {d}: group ({BwdKeys} keys, key/value head, row), {BwdThreads} threads, {I(total * 2)} bytes of dynamic shared memory.</summary>");
         w.Line($"public static void BackwardD{d}<TMask>(FlashBackwardArgs<TMask> a) where TMask : struct, IAttentionMask");
         using var _ = w.Block();
-        w.Line("int kbk = Grid.IdxX, kvh = Grid.IdxY, row = Grid.IdxZ;");
+        // Heads vary fastest, key blocks from the first: the longest lists (the first keys, which every later query
+        // reaches under causal and anchor masks) start first.
+        w.Line("int kbk = Grid.IdxY, kvh = Grid.IdxX, row = Grid.IdxZ;");
         Common(w, d);
         w.Line($"int k0 = kbk * {BwdKeys};");
         w.Line("int tile = row * a.KeyBlocks + kbk;");
@@ -293,6 +324,7 @@ internal static class FlashKernelEmitter
         w.Line("ref ushort gk = ref a.K[0];");
         w.Line("ref ushort gv = ref a.V[0];");
         w.Line("ref ushort gdo = ref a.DO[0];");
+        w.Line("var sv32 = smem.Cast<uint>();");
         w.Line("int groupSize = a.Heads / a.KvHeads;");
         // Steps: for each query head of the group, each listed query tile in halves of 32 queries.
         w.Line("int perHead = count * 2, steps = groupSize * perHead;");
@@ -305,12 +337,14 @@ internal static class FlashKernelEmitter
             StepOf(w, d, "0", "P");
             LoadTile(w, d, HalfQ, I(bufS), "q0P", "gq", "a.QOffset", "a.QStride", "qHeadP", BwdThreads);
             LoadTile(w, d, HalfQ, I(bufS + HalfQ * d), "q0P", "gdo", "a.DOOffset", "a.DOStride", "qHeadP", BwdThreads);
+            w.Line($"if (tid < {StepValues}) sv32[{valS} + tid] = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hiP, q0P + (tid & {HalfQ - 1}), tid >> 5);");
         }
         w.Line("TC.CommitAsync();");
         for (int b = 0; b < nt; b++) w.Line($"F4 dk{b} = default, dv{b} = default;");
         w.Line("int kw = warp * 16;");
         w.Line("int ka = k0 + kw + g, kb = ka + 8;");
         w.Line("int docKa = docs.IndexOf(ka < seq ? ka : seq - 1), docKb = docs.IndexOf(kb < seq ? kb : seq - 1);");
+        w.Line("bool exact = a.Mask.Spans(docs, 0, 0).Exact;");
         w.Line($"int aRowOff = (kw + (lane & 15)) * {d}, aHalf = lane >> 4;");
         w.Line($"int bRowOff = ((lane & 7) + ((lane >> 4) << 3)) * {d}, bHalf = (lane >> 3) & 1;");
         w.Line($"int tRowOff = ((lane & 7) + (((lane >> 3) & 1) << 3)) * {d}, tHalf = lane >> 4;");
@@ -325,9 +359,10 @@ internal static class FlashKernelEmitter
         {
             StepOf(w, d, "n", "");
             w.Line("int h = kvh * groupSize + hi;");
-            w.Line("long lseBase = ((long)row * a.Heads + h) * seq;");
             w.Line($"int qS = {bufS} + (n & 1) * {bufShorts}, oS = qS + {HalfQ * d};");
             // Prefetch the next step's Q and dO halves into the other buffer (free since the last step's final barrier).
+            // and the next step's LSE, Δ and query documents into a register (stored to shared memory at the step's end).
+            w.Line("uint staged = 0;");
             w.Line("if (n + 1 < steps)");
             using (w.Block())
             {
@@ -336,17 +371,13 @@ internal static class FlashKernelEmitter
                 w.Line($"int qSN = {bufS} + (nn & 1) * {bufShorts};");
                 LoadTile(w, d, HalfQ, "qSN", "q0N", "gq", "a.QOffset", "a.QStride", "qHeadN", BwdThreads);
                 LoadTile(w, d, HalfQ, $"qSN + {HalfQ * d}", "q0N", "gdo", "a.DOOffset", "a.DOStride", "qHeadN", BwdThreads);
+                w.Line($"if (tid < {StepValues}) staged = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hiN, q0N + (tid & {HalfQ - 1}), tid >> 5);");
             }
             w.Line("TC.CommitAsync();");
             w.Line($"bool partial = (entry & 3) == (int)TileKind.Partial || q0 + {HalfQ} > seq || k0 + {BwdKeys} > seq;");
-            // LSE and Δ of the step's queries, loaded unconditionally (clamped: a query past the end is masked below) and
-            // before the wait, so that their latencies overlap it and each other.
-            for (int j = 0; j < 4; j++)
-                for (int e = 0; e < 2; e++)
-                    w.Line($"int q{j}{e} = q0 + {8 * j + e} + 2 * tq; bool in{j}{e} = q{j}{e} < seq; int qc{j}{e} = in{j}{e} ? q{j}{e} : seq - 1; " +
-                           $"float lse{j}{e} = a.Lse[lseBase + qc{j}{e}] * 1.4426950408889634f; float dl{j}{e} = a.Delta[lseBase + qc{j}{e}];");
             w.Line("TC.WaitAsync1();");
             w.Line("Group.Barrier();");
+            w.Line($"int vals = {valS} + (n & 1) * {StepValues};");
             // S^T = K·Q^T and dP^T = V·dO^T: M = the warp's 16 keys, N = 32 queries, K = D.
             for (int j = 0; j < 4; j++) w.Line($"F4 st{j} = default, dp{j} = default;");
             for (int s = 0; s < ks; s++)
@@ -366,24 +397,14 @@ internal static class FlashKernelEmitter
                 for (int e = 0; e < 2; e++)
                 {
                     string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
-                    w.Line($"float pa{j}{e} = TC.Exp2(st{j}.{lo} * sl - lse{j}{e}), pb{j}{e} = TC.Exp2(st{j}.{hi} * sl - lse{j}{e});");
-                }
-            w.Line("if (partial)");
-            using (w.Block())
-            {
-                for (int j = 0; j < 4; j++)
-                    for (int e = 0; e < 2; e++)
-                        w.Line($"int dq{j}{e} = docs.IndexOf(qc{j}{e});");
-                for (int j = 0; j < 4; j++)
-                    for (int e = 0; e < 2; e++)
-                        w.Line($"if (!(in{j}{e} && ka < seq && a.Mask.Allows(docs, q{j}{e}, ka, dq{j}{e}, docKa))) pa{j}{e} = 0f; " +
-                               $"if (!(in{j}{e} && kb < seq && a.Mask.Allows(docs, q{j}{e}, kb, dq{j}{e}, docKb))) pb{j}{e} = 0f;");
-            }
-            for (int j = 0; j < 4; j++)
-                for (int e = 0; e < 2; e++)
-                {
-                    string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
-                    w.Line($"st{j}.{lo} = pa{j}{e}; st{j}.{hi} = pb{j}{e}; dp{j}.{lo} = pa{j}{e} * (dp{j}.{lo} - dl{j}{e}); dp{j}.{hi} = pb{j}{e} * (dp{j}.{hi} - dl{j}{e});");
+                    string at = $"{8 * j + e} + 2 * tq";
+                    w.Line($"{{ float lse = Interop.IntAsFloat(sv32[vals + {at}]), dl = Interop.IntAsFloat(sv32[vals + {HalfQ} + {at}]);");
+                    w.Line($"  float pa = TC.Exp2(st{j}.{lo} * sl - lse), pb = TC.Exp2(st{j}.{hi} * sl - lse);");
+                    w.Line($"  if (partial) {{ int q = q0 + {at}; bool inQ = q < seq; if (exact) {{ int lo0 = (int)sv32[vals + {2 * HalfQ} + {at}], hi0 = (int)sv32[vals + {3 * HalfQ} + {at}], " +
+                           $"lo1 = (int)sv32[vals + {4 * HalfQ} + {at}], hi1 = (int)sv32[vals + {5 * HalfQ} + {at}]; " +
+                           "pa = inQ & ka < seq & ((ka >= lo0 & ka < hi0) | (ka >= lo1 & ka < hi1)) ? pa : 0f; pb = inQ & kb < seq & ((kb >= lo0 & kb < hi0) | (kb >= lo1 & kb < hi1)) ? pb : 0f; } " +
+                           "else { int dq = docs.IndexOf(inQ ? q : seq - 1); if (!(inQ && ka < seq && a.Mask.Allows(docs, q, ka, dq, docKa))) pa = 0f; if (!(inQ && kb < seq && a.Mask.Allows(docs, q, kb, dq, docKb))) pb = 0f; } }");
+                    w.Line($"  st{j}.{lo} = pa; st{j}.{hi} = pb; dp{j}.{lo} = pa * (dp{j}.{lo} - dl); dp{j}.{hi} = pb * (dp{j}.{hi} - dl); }}");
                 }
             for (int t = 0; t < 2; t++)
             {
@@ -427,6 +448,7 @@ internal static class FlashKernelEmitter
             for (int b = 0; b < dqTiles; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{b}.Z); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{b}.W);");
             w.Line("  }");
             w.Line("}");
+            w.Line($"if (tid < {StepValues} && n + 1 < steps) sv32[{valS} + ((n + 1) & 1) * {StepValues} + tid] = staged;");
             w.Line("Group.Barrier();");
         }
         w.Line("var dk32 = a.DK.Cast<uint>();");

@@ -47,6 +47,11 @@ internal static class MaskEmitter
             w.Line();
             w.Line("/// <inheritdoc/>");
             w.Line(DeclarationEmitter.GeneratedCode);
+            w.Line($"public {Masks}RowSpans Spans<TDocs>(in TDocs docs, int q, int docQ) {Docs} =>");
+            w.Line(spec.Predicate is null ? "    Terms.Spans(in docs, q, docQ);" : $"    {Masks}RowSpans.Inexact;");
+            w.Line();
+            w.Line("/// <inheritdoc/>");
+            w.Line(DeclarationEmitter.GeneratedCode);
             if (spec.Predicate is null)
             {
                 w.Line($"public {Masks}TileKind Classify<TDocs>(in TDocs docs, int q0, int q1, int k0, int k1) {Docs} =>");

@@ -38,6 +38,33 @@ public interface IAttentionMask
 
     /// <summary>The kind of the rectangle of queries [q0, q1) × keys [k0, k1), with q0 &lt; q1 and k0 &lt; k1.</summary>
     TileKind Classify<TDocs>(in TDocs docs, int q0, int q1, int k0, int k1) where TDocs : struct, IDocumentBounds;
+
+    /// <summary>
+    /// The keys query <paramref name="q"/> may attend as at most two spans, when the mask is such a union for every
+    /// query (<see cref="RowSpans.Exact"/>); kernels then test partial tiles with four comparisons per pair instead of
+    /// evaluating <see cref="Allows"/>.
+    /// </summary>
+    RowSpans Spans<TDocs>(in TDocs docs, int q, int docQ) where TDocs : struct, IDocumentBounds;
+}
+
+/// <summary>
+/// The keys one query may attend, as [Lo0, Hi0) ∪ [Lo1, Hi1) (an empty span has Lo ≥ Hi); meaningful only when
+/// <see cref="Exact"/>, otherwise the mask must be evaluated pair by pair.
+/// </summary>
+public readonly struct RowSpans(int lo0, int hi0, int lo1, int hi1, bool exact)
+{
+    /// <summary>First span.</summary>
+    public readonly int Lo0 = lo0, Hi0 = hi0;
+    /// <summary>Second span.</summary>
+    public readonly int Lo1 = lo1, Hi1 = hi1;
+    /// <summary>Whether the spans are the query's allowed keys.</summary>
+    public readonly bool Exact = exact;
+
+    /// <summary>Spans that say nothing: evaluate the mask's predicate.</summary>
+    public static RowSpans Inexact => new(0, 0, 0, 0, false);
+
+    /// <summary>Whether key <paramref name="k"/> lies in a span (branch-free).</summary>
+    public bool Contains(int k) => (k >= Lo0 & k < Hi0) | (k >= Lo1 & k < Hi1);
 }
 
 /// <summary><see cref="IDocumentBounds"/> over a <see cref="DocumentLayout"/> on the host.</summary>

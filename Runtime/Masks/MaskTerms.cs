@@ -56,6 +56,30 @@ public readonly struct MaskTerm
         && (Head == None || (long)k - docs.Start(docK) < Head);
 
     /// <summary>
+    /// The keys query <paramref name="q"/> (in document <paramref name="docQ"/>) may attend under this term, as one span
+    /// [Lo, Hi) — every term without <c>head</c> is one: causal, window, prefix, document and anchor each bound it.
+    /// </summary>
+    public (int Lo, int Hi) Span<TDocs>(in TDocs docs, int q, int docQ) where TDocs : struct, IDocumentBounds
+    {
+        int lo = 0, hi = docs.Length;
+        if ((Parts & (int)MaskParts.Causal) != 0 && q + 1 < hi) hi = q + 1;
+        if (Window != None && (long)q - Window + 1 > lo) lo = (int)((long)q - Window + 1);
+        if (Prefix != None)
+        {
+            if (q >= Prefix) hi = 0;
+            else if (Prefix < hi) hi = Prefix;
+        }
+        if ((Parts & (int)MaskParts.Document) != 0)
+        {
+            int start = docs.Start(docQ), end = docs.End(docQ);
+            if (start > lo) lo = start;
+            if (end < hi) hi = end;
+        }
+        if ((Parts & (int)MaskParts.Anchor) != 0 && docs.AnchorLength < hi) hi = docs.AnchorLength;
+        return (lo, hi);
+    }
+
+    /// <summary>
     /// The exact number of allowed pairs in queries [q0, q1) × keys [k0, k1), from the document boundaries: O(1) without
     /// document parts, O(documents overlapping the rectangle) with them.
     /// </summary>
@@ -169,6 +193,17 @@ public readonly struct MaskTerms : IAttentionMask
         || (Count > 1 && _t1.Allows(docs, q, k, docQ, docK))
         || (Count > 2 && _t2.Allows(docs, q, k, docQ, docK))
         || (Count > 3 && _t3.Allows(docs, q, k, docQ, docK));
+
+    /// <inheritdoc/>
+    /// <remarks>Exact for one or two terms without <c>head</c> (every standard mask); otherwise <see cref="RowSpans.Inexact"/>.</remarks>
+    public RowSpans Spans<TDocs>(in TDocs docs, int q, int docQ) where TDocs : struct, IDocumentBounds
+    {
+        if (Count > 2 || _t0.Head != MaskTerm.None || (Count > 1 && _t1.Head != MaskTerm.None)) return RowSpans.Inexact;
+        var (lo0, hi0) = _t0.Span(docs, q, docQ);
+        if (Count == 1) return new RowSpans(lo0, hi0, 0, 0, true);
+        var (lo1, hi1) = _t1.Span(docs, q, docQ);
+        return new RowSpans(lo0, hi0, lo1, hi1, true);
+    }
 
     /// <summary>The exact number of allowed pairs in [q0, q1) × [k0, k1), by inclusion–exclusion over the terms.</summary>
     public long CountAllowed<TDocs>(in TDocs docs, int q0, int q1, int k0, int k1) where TDocs : struct, IDocumentBounds

@@ -41,10 +41,14 @@ public sealed class FlashAttention(GpuDevice device)
         return null;
     }
 
-    /// <summary>Builds the per-tile lists of non-empty tiles from the batch's tile map (after <see cref="GpuBatch.BuildTileMap(AttentionMask)"/>).</summary>
+    /// <summary>
+    /// Builds the per-tile lists of non-empty tiles from the batch's tile map (after <see cref="GpuBatch.BuildTileMap(AttentionMask)"/>).
+    /// <see cref="Forward{TMask}"/> and <see cref="Backward{TMask}"/> call it themselves when the map changed since.
+    /// </summary>
     public void BuildTileLists(GpuBatch batch)
     {
         var (rows, columns) = batch.EnsureTileLists();
+        batch.TileListsVersion = batch.TileMapVersion;
         _rowLists(device.Stream, batch.Rows * batch.QueryTiles, new TileListArgs
         {
             Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles, KeyTilesPerBlock = 1,
@@ -58,17 +62,18 @@ public sealed class FlashAttention(GpuDevice device)
 
     /// <summary>
     /// O = softmax(scale·QKᵀ + mask)·V for every (row, head), with the natural log-sum-exp of each query written to
-    /// <paramref name="lse"/> [rows, heads, seq] unless it is empty. Call <see cref="BuildTileLists"/> first.
+    /// <paramref name="lse"/> [rows, heads, seq] unless it is empty. The batch's tile map must be built for the same mask.
     /// </summary>
     public void Forward<TMask>(FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, int headDim, GpuBatch batch, TMask mask,
         ArrayView<float> lse = default) where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o);
+        if (batch.TileListsVersion != batch.TileMapVersion) BuildTileLists(batch);
         var kernel = FlashKernels.ForwardKernel<TMask>(headDim)!;
         int bytes = FlashKernels.ForwardSharedBytes(headDim);
         var launch = device.GroupedKernel<FlashForwardArgs<TMask>>(kernel, bytes);
         var (rows, _) = batch.EnsureTileLists();
-        var config = new KernelConfig(new Index3D(batch.QueryTiles, q.Layout.Heads, batch.Rows), new Index3D(FlashKernels.Threads, 1, 1),
+        var config = new KernelConfig(new Index3D(q.Layout.Heads, batch.QueryTiles, batch.Rows), new Index3D(FlashKernels.Threads, 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         launch(device.Stream, config, new FlashForwardArgs<TMask>
         {
@@ -90,6 +95,7 @@ public sealed class FlashAttention(GpuDevice device)
         where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o, dO);
+        if (batch.TileListsVersion != batch.TileMapVersion) BuildTileLists(batch);
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;
         long deltaLength = tokens * heads, dqLength = tokens * heads * headDim;
@@ -110,7 +116,7 @@ public sealed class FlashAttention(GpuDevice device)
         int bytes = FlashKernels.BackwardSharedBytes(headDim);
         var launch = device.GroupedKernel<FlashBackwardArgs<TMask>>(kernel, bytes);
         var (_, columns) = batch.EnsureTileLists();
-        var config = new KernelConfig(new Index3D(KeyBlocks(batch), kvHeads, batch.Rows), new Index3D(FlashKernels.BackwardThreads, 1, 1),
+        var config = new KernelConfig(new Index3D(kvHeads, KeyBlocks(batch), batch.Rows), new Index3D(FlashKernels.BackwardThreads, 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         float scale = Scale(headDim);
         launch(device.Stream, config, new FlashBackwardArgs<TMask>

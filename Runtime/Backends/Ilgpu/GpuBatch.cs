@@ -130,6 +130,7 @@ public sealed class GpuBatch : IDisposable
     /// <summary>Builds the tile map for a kernel-safe mask struct on the device.</summary>
     public void BuildTileMap<TMask>(TMask mask) where TMask : struct, IAttentionMask
     {
+        TileMapVersion++;
         var launch = _device.Kernel<TileMapArgs<TMask>>(AttentionKernels.TileMap);
         launch(_device.Stream, Rows * QueryTiles * KeyTiles, new TileMapArgs<TMask>
         {
@@ -138,6 +139,12 @@ public sealed class GpuBatch : IDisposable
     }
 
     private (TileLists Rows, TileLists Columns)? _tileLists;
+
+    /// <summary>Counts tile map builds, so that the tile lists derived from the map know when they are stale.</summary>
+    internal int TileMapVersion { get; private set; }
+
+    /// <summary>The <see cref="TileMapVersion"/> the tile lists were last built from (-1: never).</summary>
+    internal int TileListsVersion { get; set; } = -1;
 
     /// <summary>Non-empty tiles as lists: per query tile its key tiles, and per key tile its query tiles (allocated on first use).</summary>
     internal (TileLists Rows, TileLists Columns) EnsureTileLists() => _tileLists ??= (

@@ -118,7 +118,8 @@ public sealed class GpuOps : IDisposable
 
     /// <summary>
     /// Attention over a batch whose tile map is built (<see cref="GpuBatch.BuildTileMap(AttentionMask)"/>): q, k, v are
-    /// read through their head layouts (token-major rows), the output is [tokens, heads × headDim].
+    /// read through their head layouts (token-major rows), the output is [tokens, heads × headDim]. bf16 on CUDA runs
+    /// <see cref="FlashAttention"/> (tensor cores) when it supports the shapes (<see cref="UseFlash"/>).
     /// </summary>
     public void Attention<TMask>(GpuTensor q, HeadLayout qLayout, GpuTensor k, HeadLayout kLayout, GpuTensor v, HeadLayout vLayout,
         int headDim, GpuBatch batch, TMask mask, GpuTensor output, ArrayView<float> lse = default) where TMask : struct, IAttentionMask
@@ -137,8 +138,27 @@ public sealed class GpuOps : IDisposable
         output.Require("Attention", "output", DType, batch.Tokens, (long)heads * headDim);
         if (lse.Length != 0 && lse.Length != (long)batch.Rows * heads * batch.Seq)
             throw new ArgumentException($"Attention: lse has {lse.Length} elements, needs {batch.Rows} × {heads} × {batch.Seq}", nameof(lse));
+        if (UseFlash && DType == GpuDType.BF16 && Device.Kind == GpuKind.Cuda)
+        {
+            var outLayout = HeadLayout.Packed(batch.Seq, heads * headDim, 0, heads, headDim);
+            if (FlashAttention.Unsupported(Device, headDim, batch, qLayout, kLayout, vLayout, outLayout) is null)
+            {
+                _flash ??= new FlashAttention(Device);
+                _flash.Forward(new FlashOperand(q.View<ushort>(), qLayout), new FlashOperand(k.View<ushort>(), kLayout),
+                    new FlashOperand(v.View<ushort>(), vLayout), new FlashOperand(output.View<ushort>(), outLayout), headDim, batch, mask, lse);
+                return;
+            }
+        }
         _impl.Attention(q, qLayout, k, kLayout, v, vLayout, headDim, batch, mask, output, lse);
     }
+
+    private FlashAttention? _flash;
+
+    /// <summary>
+    /// Whether <see cref="Attention{TMask}"/> runs the tensor-core flash kernels where they apply (bf16 on CUDA, a generated
+    /// head dimension, 64-token tiles); the portable kernel serves everything else. On by default.
+    /// </summary>
+    public bool UseFlash { get; set; } = true;
 
     /// <summary>Per-row cross-entropy of logits [rows, vocab] against the batch's labels; ignored rows give 0.</summary>
     public void CrossEntropy(GpuTensor logits, ArrayView<int> labels, ArrayView<float> loss)

@@ -55,6 +55,33 @@ public class DeclaredMaskTests
         Assert.Equal(typeof(AnchorSlidingWindow), MaskCatalog.Find("ANCHOR-SLIDING-WINDOW")!.MaskType);
     }
 
+    [Fact]
+    public void Row_spans_are_exactly_the_allowed_keys_when_exact_and_exact_for_every_head_free_mask_of_at_most_two_terms()
+    {
+        var random = new Random(77);
+        int exactMasks = 0;
+        foreach (var layout in RandomLayouts(seed: 12, count: 60, maxLength: 160))
+        {
+            var docs = new HostDocuments(layout);
+            var terms = RandomTerms(random);
+            bool headFree = Enumerable.Range(0, terms.Count).All(i => terms.Term(i).Head == MaskTerm.None);
+            for (int q = 0; q < layout.Length; q++)
+            {
+                var spans = terms.Spans(docs, q, layout.IndexOf(q));
+                Assert.Equal(terms.Count <= 2 && headFree, spans.Exact);
+                if (!spans.Exact) continue;
+                for (int k = 0; k < layout.Length; k++)
+                    Assert.True(terms.Allows(docs, q, k, layout.IndexOf(q), layout.IndexOf(k)) == spans.Contains(k),
+                        $"{layout} q={q} k={k}: spans [{spans.Lo0},{spans.Hi0}) ∪ [{spans.Lo1},{spans.Hi1}) with {terms.Count} terms");
+            }
+            if (terms.Count <= 2 && headFree) exactMasks++;
+        }
+        Assert.True(exactMasks >= 10, $"only {exactMasks} random masks had spans");
+        // Every standard mask has them.
+        foreach (MaskKind kind in Enum.GetValues<MaskKind>())
+            Assert.True(new AttentionMask(kind, 5).StandardTerms().Spans(new HostDocuments(DocumentLayout.Anchored(20, 1, 9)), 12, 2).Exact, kind.ToString());
+    }
+
     [Theory]
     [MemberData(nameof(Names))]
     public void Predicate_and_tile_classifier_agree_with_brute_force_on_random_layouts(string name)

@@ -152,6 +152,22 @@ public static partial class FlashKernels
         a.Delta[(row * a.Heads + h) * a.Seq + (token - row * a.Seq)] = sum;
     }
 
+    /// <summary>
+    /// One value the backward kernel stages in shared memory for query <paramref name="q"/> of head <paramref name="h"/>:
+    /// <paramref name="kind"/> 0 is the log-sum-exp in log2 units, 1 is Δ, 2–5 the bounds of the query's key spans
+    /// (<see cref="IAttentionMask.Spans"/>: Lo0, Hi0, Lo1, Hi1). A query past the end reads the last one (its pairs are masked).
+    /// </summary>
+    public static uint StepValue<TMask>(in FlashBackwardArgs<TMask> a, in DeviceDocuments docs, int row, int h, int q, int kind)
+        where TMask : struct, IAttentionMask
+    {
+        int qc = q < a.Seq ? q : a.Seq - 1;
+        long at = ((long)row * a.Heads + h) * a.Seq + qc;
+        if (kind == 0) return Interop.FloatAsInt(a.Lse[at] * 1.4426950408889634f);
+        if (kind == 1) return Interop.FloatAsInt(a.Delta[at]);
+        var spans = a.Mask.Spans(docs, qc, docs.IndexOf(qc));
+        return (uint)(kind == 2 ? spans.Lo0 : kind == 3 ? spans.Hi0 : kind == 4 ? spans.Lo1 : spans.Hi1);
+    }
+
     /// <summary>Output = bf16(Input × Scale).</summary>
     public static void ScaleToBf16(Index1D index, ScaleArgs a) => a.Output[index] = Bf16.FromFloat(a.Input[index] * a.Scale);
 }
