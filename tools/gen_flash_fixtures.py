@@ -1,6 +1,8 @@
 """Tiny HF checkpoints whose head dimensions have flash kernels (64 and 128), so that `modelgen parity --backend ilgpu
 --device cuda --dtype bf16` runs the model through FlashAttention (tensor cores) against transformers' logits.
-Same layout and helpers as gen_more_fixtures.py. Writes OUT/fixtures_flash.tar.gz. Run on the H200 machine."""
+Same layout and helpers as gen_more_fixtures.py. Writes OUT/fixtures_flash.tar.gz. Run on the H200 machine (step
+`fixtures` of tools/gpu-flash.sh): they are made there, not committed, because the device tool carries at most 64 MiB
+of working tree."""
 import os, tarfile
 from gen_more_fixtures import make, packed, L, M, OUT, root
 

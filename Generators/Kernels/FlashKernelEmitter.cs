@@ -13,11 +13,13 @@ namespace ModelGen.Generators.Kernels;
 /// <c>ModelGen.Backends.Ilgpu.Kernels.TensorCore</c> (custom PTX intrinsics with CPU emulations).
 /// </summary>
 /// <remarks>
-/// Geometry: 4 warps per group. Forward: a group owns 64 queries (16 per warp) and walks the non-empty 64-key tiles
-/// of its query tile; Q fragments stay in registers, K and V pass through shared memory (cp.async, 16-byte chunks
-/// swizzled by row so that ldmatrix is free of bank conflicts). Backward: a group owns 64 keys (16 per warp) of one
-/// key/value head, walks the group's query heads and the non-empty query tiles of its key tile in halves of 32
-/// queries, accumulates dK and dV in registers and adds dQ atomically in fp32.
+/// Forward: a group of 4 warps owns 64 queries (16 per warp) and walks the non-empty 64-key tiles of its query tile; Q
+/// fragments stay in registers, K and V pass through two shared-memory buffers (cp.async, 16-byte chunks swizzled by
+/// row so that ldmatrix is free of bank conflicts; the next tile loads while this one is computed). Partial tiles test
+/// keys against each query's spans (<c>IAttentionMask.Spans</c>) or, for masks without spans, the predicate.
+/// Backward: a group of 8 warps owns 128 keys (16 per warp) of one key/value head, walks the group's query heads and
+/// the non-empty query tiles of its key block in halves of 32 queries (the next half's Q, dO, LSE, Δ and spans load
+/// while this one is used), accumulates dK and dV in registers and adds dQ atomically in fp32.
 /// </remarks>
 internal static class FlashKernelEmitter
 {

@@ -164,7 +164,7 @@ public static class KernelBench
             var t = Time(() => ops.RmsNorm(x, w, y, 1e-5f), device.Synchronize, warmup, repeats);
             Add("rmsnorm", NormShape(s), t, 2.0 * n * elem, "GB/s");
         }
-        // Attention per mask kind on log-normal layouts (the forward of the portable tiled kernel).
+        // Attention per mask kind on log-normal layouts: GpuOps.Attention (FlashAttention for bf16 on CUDA, the portable kernel otherwise).
         foreach (int seq in s.AttentionSeqs)
         {
             var docs = Layout(seq, s.MeanDocument);

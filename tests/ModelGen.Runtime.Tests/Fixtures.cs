@@ -17,12 +17,9 @@ public static class Fixtures
     /// <summary>A fixture folder: <c>hf/llama</c>, <c>hf-more/llama_yarn</c>, …</summary>
     public static string Path_(string name) => Path.Combine(Root, name);
 
-    /// <summary>
-    /// Every fixture folder that has reference logits; <paramref name="flash"/> includes <c>hf-flash/</c> (head dims 64
-    /// and 128, made for the flash kernels on CUDA: minutes each on ILGPU's CPU emulator).
-    /// </summary>
-    public static IEnumerable<string> AllWithLogits(bool flash = true) =>
-        (flash ? new[] { "hf", "hf-more", "hf-flash", "modelgen-written" } : new[] { "hf", "hf-more", "modelgen-written" })
+    /// <summary>Every fixture folder that has reference logits.</summary>
+    public static IEnumerable<string> AllWithLogits() =>
+        new[] { "hf", "hf-more", "modelgen-written" }
             .SelectMany(set => Directory.GetDirectories(Path.Combine(Root, set)).Select(d => $"{set}/{Path.GetFileName(d)}"))
             .Where(n => File.Exists(Path.Combine(Root, n, "expected.safetensors")))
             .Order();

@@ -25,12 +25,14 @@ public sealed class FlashAttention(GpuDevice device)
 
     /// <summary>
     /// Why the flash kernels cannot run these operands on <paramref name="device"/>, or null when they can: head
-    /// dimension, 32-lane warps (the mma fragment layout), 64-token tiles, and 16-byte aligned rows.
+    /// dimension, 32-lane warps (the mma fragment layout), groups of 256 threads, 64-token tiles, and 16-byte aligned rows.
     /// </summary>
     public static string? Unsupported(GpuDevice device, int headDim, GpuBatch batch, params HeadLayout[] layouts)
     {
         if (!Supports(headDim)) return $"no flash kernel for head dim {headDim} (generated: {string.Join(", ", FlashKernels.HeadDims)})";
         if (device.Accelerator.WarpSize != 32) return $"flash kernels need 32-lane warps, the accelerator has {device.Accelerator.WarpSize}";
+        if (device.Accelerator.MaxNumThreadsPerGroup < FlashKernels.BackwardThreads)
+            return $"flash kernels need groups of {FlashKernels.BackwardThreads} threads, the accelerator allows {device.Accelerator.MaxNumThreadsPerGroup} (on the CPU accelerator: GpuDevice.Open(GpuKind.Cpu, cpuWarpsPerGroup: 8))";
         if (batch.TileQ != FlashKernels.Tile || batch.TileK != FlashKernels.Tile) return $"flash kernels need {FlashKernels.Tile}-token tiles, the batch has {batch.TileQ}×{batch.TileK}";
         foreach (var l in layouts)
         {
@@ -49,11 +51,12 @@ public sealed class FlashAttention(GpuDevice device)
     {
         var (rows, columns) = batch.EnsureTileLists();
         batch.TileListsVersion = batch.TileMapVersion;
-        _rowLists(device.Stream, batch.Rows * batch.QueryTiles, new TileListArgs
+        int warp = device.Accelerator.WarpSize;
+        _rowLists(device.Stream, batch.Rows * batch.QueryTiles * warp, new TileListArgs
         {
             Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles, KeyTilesPerBlock = 1,
         });
-        _columnLists(device.Stream, batch.Rows * KeyBlocks(batch), new TileListArgs
+        _columnLists(device.Stream, batch.Rows * KeyBlocks(batch) * warp, new TileListArgs
         {
             Tiles = batch.Tiles, Lists = columns.Lists, Counts = columns.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
             KeyTilesPerBlock = FlashKernels.BackwardKeys / FlashKernels.Tile,

@@ -139,4 +139,31 @@ public class CliTests
         Assert.Equal(2, Run("parity", Fixtures.Path_("hf/llama_anchor_packed"), "--mask", "anchor", "--documents", "1,x").Code);
         Assert.Equal(2, Run("parity", Fixtures.Path_("hf/llama"), "--mask", "anchor").Code); // no document_ids in the file
     }
+
+    [Theory]
+    [InlineData("--masks causal,fancy", "fancy")]
+    [InlineData("--masks causal:wx", "causal:wx")]
+    [InlineData("--head-dim 96", "--head-dim 96")]
+    [InlineData("--seqs 8192,abc", "'abc'")]
+    [InlineData("--heads 32 --kv-heads 5", "--kv-heads 5")]
+    [InlineData("--check-seqs 8192", "--check-seqs needs --peer")]
+    [InlineData("--device tpu", "'tpu'")]
+    public void Bench_attention_rejects_bad_options_naming_them(string options, string named)
+    {
+        var (code, _, err) = Run(["bench-attention", .. options.Split(' ')]);
+        Assert.Equal(2, code);
+        Assert.Contains(named, err);
+    }
+
+    [Fact]
+    public void Ptx_writes_the_ptx_of_the_kernels_it_is_asked_for()
+    {
+        using var folder = new ScratchFolder();
+        var (code, output, _) = Run("ptx", "--filter", "FlashKernels.RowLists", "--out", folder.Path);
+        Assert.Equal(0, code);
+        string file = Assert.Single(Directory.GetFiles(folder.Path));
+        Assert.Contains(".entry", File.ReadAllText(file));
+        Assert.Contains("FlashKernels.RowLists", output);
+        Assert.Equal(2, Run("ptx", "--filter", "NoSuchKernel", "--out", folder.Path).Code);
+    }
 }

@@ -58,6 +58,42 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
 
     private static uint Pair(ArrayView<ushort> m, int index, int step) => m[index] | ((uint)m[index + step] << 16);
 
+    [Fact]
+    public void Tile_lists_hold_the_non_empty_tiles_of_the_map_in_order()
+    {
+        // 1000 tokens: 16 query tiles, 8 key blocks of 128; documents of every size, so that full, partial and empty
+        // tiles mix and merged 128-key blocks see tiles of different kinds.
+        const int seq = 1000;
+        var layout = DocumentLayout.Anchored(seq, 1, 3, 70, 71, 200, 333, 334, 600, 990);
+        var mask = new AttentionMask(MaskKind.Anchor);
+        var host = TileMap.Build(layout, mask, 64, 64);
+        using var batch = new GpuBatch(cpu.Device, 1, seq);
+        batch.Upload(new int[seq], Enumerable.Range(0, seq).ToArray(), [layout], vocab: 1);
+        batch.BuildTileMap(mask);
+        new FlashAttention(cpu.Device).BuildTileLists(batch);
+        cpu.Device.Synchronize();
+        var (rows, columns) = batch.EnsureTileLists();
+        int[] rowLists = rows.ListBuffer.GetAsArray1D(), rowCounts = rows.CountBuffer.GetAsArray1D();
+        int[] columnLists = columns.ListBuffer.GetAsArray1D(), columnCounts = columns.CountBuffer.GetAsArray1D();
+        for (int qt = 0; qt < host.QueryTiles; qt++)
+        {
+            var want = Enumerable.Range(0, host.KeyTiles).Where(kt => host[qt, kt] != TileKind.Empty).Select(kt => kt * 4 + (int)host[qt, kt]).ToArray();
+            Assert.Equal(want, rowLists.AsSpan(qt * host.KeyTiles, rowCounts[qt]).ToArray());
+        }
+        int blocks = (host.KeyTiles + 1) / 2;
+        for (int kb = 0; kb < blocks; kb++)
+        {
+            var want = new List<int>();
+            for (int qt = 0; qt < host.QueryTiles; qt++)
+            {
+                var kinds = Enumerable.Range(2 * kb, Math.Min(2, host.KeyTiles - 2 * kb)).Select(kt => host[qt, kt]).Distinct().ToArray();
+                var kind = kinds.Length == 1 ? kinds[0] : TileKind.Partial;
+                if (kind != TileKind.Empty) want.Add(qt * 4 + (int)kind);
+            }
+            Assert.Equal(want, columnLists.AsSpan(kb * host.QueryTiles, columnCounts[kb]).ToArray());
+        }
+    }
+
     public static IEnumerable<object[]> Cases() =>
     [
         [64, MaskKind.Causal, 100, 4, 2],

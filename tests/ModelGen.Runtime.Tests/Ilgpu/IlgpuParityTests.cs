@@ -28,8 +28,7 @@ public sealed class CpuAcceleratorFixture : IDisposable
 /// <summary>Every HF fixture through the ILGPU backend on the CPU accelerator: fp32 logits within 1e-4 of transformers.</summary>
 public class IlgpuParityTests(CpuAcceleratorFixture cpu) : IClassFixture<CpuAcceleratorFixture>
 {
-    /// <summary>The fixtures, except hf-flash/ (its head dims run the flash kernels on CUDA; tools/gpu-run.sh checks them there).</summary>
-    public static IEnumerable<object[]> AllFixtures() => Fixtures.AllWithLogits(flash: false).Select(n => new object[] { n });
+    public static IEnumerable<object[]> AllFixtures() => Fixtures.AllWithLogits().Select(n => new object[] { n });
 
     [Theory]
     [MemberData(nameof(AllFixtures))]

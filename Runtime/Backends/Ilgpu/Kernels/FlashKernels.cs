@@ -105,39 +105,67 @@ public struct ScaleArgs
 [GenerateFlashAttention(64, 128)]
 public static partial class FlashKernels
 {
-    /// <summary>One thread per (row, query tile): its non-empty key tiles, in order.</summary>
+    /// <summary>
+    /// One warp per (row, query tile): its non-empty key tiles, in order. Lanes read consecutive tiles and place the
+    /// non-empty ones by a warp prefix sum, so a 1024-tile row takes 32 steps instead of 1024. Launch with
+    /// rows × QueryTiles × warp size threads.
+    /// </summary>
     public static void RowLists(Index1D index, TileListArgs a)
     {
-        long b = (long)(int)index * a.KeyTiles;
+        int ws = Warp.WarpSize, lane = Warp.LaneIdx, tileRow = index / ws;
+        long b = (long)tileRow * a.KeyTiles;
         int n = 0;
-        for (int kt = 0; kt < a.KeyTiles; kt++)
+        for (int k0 = 0; k0 < a.KeyTiles; k0 += ws)
         {
-            int kind = a.Tiles[b + kt];
-            if (kind != 0) a.Lists[b + n++] = kt * 4 + kind;
+            int kt = k0 + lane;
+            int kind = kt < a.KeyTiles ? a.Tiles[b + kt] : 0;
+            n = Append(a.Lists, b, n, kt, kind, lane, ws);
         }
-        a.Counts[index] = n;
+        if (lane == 0) a.Counts[tileRow] = n;
     }
 
     /// <summary>
-    /// One thread per (row, block of <c>KeyTilesPerBlock</c> key tiles): the query tiles that reach the block, in order,
-    /// with the block's kind: Full when all its tiles are, Partial when they differ or any is.
+    /// One warp per (row, block of <c>KeyTilesPerBlock</c> key tiles): the query tiles that reach the block, in order,
+    /// with the block's kind: Full when all its tiles are, Partial when they differ or any is. Launch with
+    /// rows × blocks × warp size threads.
     /// </summary>
     public static void ColumnLists(Index1D index, TileListArgs a)
     {
+        int ws = Warp.WarpSize, lane = Warp.LaneIdx, column = index / ws;
         int blocks = (a.KeyTiles + a.KeyTilesPerBlock - 1) / a.KeyTilesPerBlock;
-        int row = index / blocks, kb = index - row * blocks;
+        int row = column / blocks, kb = column - row * blocks;
         int first = kb * a.KeyTilesPerBlock, last = Math.Min(a.KeyTiles, first + a.KeyTilesPerBlock);
-        long b = (long)(int)index * a.QueryTiles, map = (long)row * a.QueryTiles * a.KeyTiles;
+        long b = (long)column * a.QueryTiles, map = (long)row * a.QueryTiles * a.KeyTiles;
         int n = 0;
-        for (int qt = 0; qt < a.QueryTiles; qt++)
+        for (int q0 = 0; q0 < a.QueryTiles; q0 += ws)
         {
-            long at = map + (long)qt * a.KeyTiles;
-            int kind = a.Tiles[at + first];
-            for (int kt = first + 1; kt < last; kt++)
-                if (a.Tiles[at + kt] != kind) kind = (int)TileKind.Partial;
-            if (kind != 0) a.Lists[b + n++] = qt * 4 + kind;
+            int qt = q0 + lane, kind = 0;
+            if (qt < a.QueryTiles)
+            {
+                long at = map + (long)qt * a.KeyTiles;
+                kind = a.Tiles[at + first];
+                for (int kt = first + 1; kt < last; kt++)
+                    if (a.Tiles[at + kt] != kind) kind = (int)TileKind.Partial;
+            }
+            n = Append(a.Lists, b, n, qt, kind, lane, ws);
         }
-        a.Counts[index] = n;
+        if (lane == 0) a.Counts[column] = n;
+    }
+
+    /// <summary>
+    /// Warp-collective: appends <c>tile·4 + kind</c> of every lane whose kind is not Empty to the list at
+    /// <paramref name="list"/> + <paramref name="count"/>, in lane order; returns the new count (the same in every lane).
+    /// </summary>
+    private static int Append(ArrayView<int> lists, long list, int count, int tile, int kind, int lane, int warpSize)
+    {
+        int flag = kind != 0 ? 1 : 0, prefix = flag;
+        for (int d = 1; d < warpSize; d <<= 1)
+        {
+            int up = Warp.ShuffleUp(prefix, d);
+            if (lane >= d) prefix += up;
+        }
+        if (flag != 0) lists[list + count + prefix - 1] = tile * 4 + kind;
+        return count + Warp.Shuffle(prefix, warpSize - 1);
     }
 
     /// <summary>One thread per (token, head): Δ = Σ_d dO·O in fp32.</summary>
