@@ -360,10 +360,9 @@ internal static class FlashKernelEmitter
         using (w.Block())
         {
             StepOf(w, d, "n", "");
-            w.Line("int h = kvh * groupSize + hi;");
             w.Line($"int qS = {bufS} + (n & 1) * {bufShorts}, oS = qS + {HalfQ * d};");
-            // Prefetch the next step's Q and dO halves into the other buffer (free since the last step's final barrier).
-            // and the next step's LSE, Δ and query documents into a register (stored to shared memory at the step's end).
+            // Prefetch the next step's Q and dO halves into the other buffer (free since the last step's final barrier),
+            // and one of its staged values per thread (LSE, Δ, key spans) into a register, stored at the step's end.
             w.Line("uint staged = 0;");
             w.Line("if (n + 1 < steps)");
             using (w.Block())
