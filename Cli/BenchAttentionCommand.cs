@@ -136,6 +136,7 @@ public sealed class BenchAttentionCommand : Command<BenchAttentionCommand.Settin
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var options = settings.Options();
+        var cases = AttentionCase.All(options);
         GpuDevice.TryParse(settings.Device, out var kind);
         Directory.CreateDirectory(settings.Out);
         List<BenchResult> ours;
@@ -152,7 +153,7 @@ public sealed class BenchAttentionCommand : Command<BenchAttentionCommand.Settin
             var spec = new
             {
                 options.Heads, options.KvHeads, options.HeadDim, options.Warmup, options.Repeats,
-                cases = AttentionCase.All(options).Select(c => new
+                cases = cases.Select(c => new
                 {
                     shape = c.Shape(options.Heads, options.KvHeads, options.HeadDim), mask = c.Mask.Kind.ToString(), window = c.Mask.SlidingWindow,
                     seq = c.Seq, documentIds = c.UsesDocuments ? c.Layout.DocumentIds() : null, flops = c.ForwardFlops(options.Heads, options.HeadDim),
@@ -184,7 +185,7 @@ public sealed class BenchAttentionCommand : Command<BenchAttentionCommand.Settin
         BenchCommand.Report(ours, peer, settings.Out);
         if (checks.Count > 0) ReportChecks(checks, settings.Out);
         ReportCriteria(ours, peer);
-        int expected = options.CheckSeqs.Length == 0 ? 0 : AttentionCase.All(options).Count(c => options.CheckSeqs.Contains(c.Seq)) * 5;
+        int expected = cases.Count(c => options.CheckSeqs.Contains(c.Seq)) * 5;
         if (checks.Count < expected)
         {
             Console.Error.WriteLine($"error: the peer reported {checks.Count} of {expected} checks");

@@ -70,23 +70,15 @@ def mask_mod_for(case, doc):
     return mod
 
 
-def allowed_rows(case, doc, q0, q1, S):
-    """Boolean [q1-q0, S]: the mask for queries q0..q1-1 (reference only, off the timed path)."""
-    qi = torch.arange(q0, q1, device=dev)[:, None]; ki = torch.arange(S, device=dev)[None, :]
-    m = qi >= ki
-    if case["window"] is not None:
-        m = m & (qi - ki < case["window"])
-    if case["mask"] == "IntraDocument":
-        m = m & (doc[qi] == doc[ki])
-    elif case["mask"] == "Anchor":
-        m = m & ((doc[qi] == doc[ki]) | (doc[ki] == 0))
-    return m
+def allowed_matrix(case, doc, S):
+    """Boolean [S, S]: the same mask_mod, evaluated on broadcast index grids (reference only, off the timed path)."""
+    return mask_mod_for(case, doc)(None, None, torch.arange(S, device=dev)[:, None], torch.arange(S, device=dev)[None, :])
 
 
 def reference(case, doc, q, k, v, do):
     """fp32 attention and gradients per head with autograd; q, k, v, do are [1, heads, S, D] bf16."""
     S = case["seq"]
-    allowed = allowed_rows(case, doc, 0, S, S)
+    allowed = allowed_matrix(case, doc, S)
     o = torch.empty(H, S, D, device=dev); lse = torch.empty(H, S, device=dev)
     dq = torch.empty(H, S, D, device=dev); dk = torch.zeros(KV, S, D, device=dev); dv = torch.zeros(KV, S, D, device=dev)
     group = H // KV

@@ -198,8 +198,8 @@ internal static class FlashKernelEmitter
                     {
                         string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
                         w.Line($"{{ int kk = k0 + {8 * j + e} + 2 * tq; bool inK = kk < seq; " +
-                               $"s{j}.{lo} = inK & ((kk >= aLo0 & kk < aHi0) | (kk >= aLo1 & kk < aHi1)) ? s{j}.{lo} : float.NegativeInfinity; " +
-                               $"s{j}.{hi} = inK & ((kk >= bLo0 & kk < bHi0) | (kk >= bLo1 & kk < bHi1)) ? s{j}.{hi} : float.NegativeInfinity; }}");
+                               $"s{j}.{lo} = inK & RowSpans.Contains(kk, aLo0, aHi0, aLo1, aHi1) ? s{j}.{lo} : float.NegativeInfinity; " +
+                               $"s{j}.{hi} = inK & RowSpans.Contains(kk, bLo0, bHi0, bLo1, bHi1) ? s{j}.{hi} : float.NegativeInfinity; }}");
                     }
             }
             w.Line("else if (partial)");
@@ -403,7 +403,7 @@ internal static class FlashKernelEmitter
                     w.Line($"  float pa = TC.Exp2(st{j}.{lo} * sl - lse), pb = TC.Exp2(st{j}.{hi} * sl - lse);");
                     w.Line($"  if (partial) {{ int q = q0 + {at}; bool inQ = q < seq; if (exact) {{ int lo0 = (int)sv32[vals + {2 * HalfQ} + {at}], hi0 = (int)sv32[vals + {3 * HalfQ} + {at}], " +
                            $"lo1 = (int)sv32[vals + {4 * HalfQ} + {at}], hi1 = (int)sv32[vals + {5 * HalfQ} + {at}]; " +
-                           "pa = inQ & ka < seq & ((ka >= lo0 & ka < hi0) | (ka >= lo1 & ka < hi1)) ? pa : 0f; pb = inQ & kb < seq & ((kb >= lo0 & kb < hi0) | (kb >= lo1 & kb < hi1)) ? pb : 0f; } " +
+                           "pa = inQ & ka < seq & RowSpans.Contains(ka, lo0, hi0, lo1, hi1) ? pa : 0f; pb = inQ & kb < seq & RowSpans.Contains(kb, lo0, hi0, lo1, hi1) ? pb : 0f; } " +
                            "else { int dq = docs.IndexOf(inQ ? q : seq - 1); if (!(inQ && ka < seq && a.Mask.Allows(docs, q, ka, dq, docKa))) pa = 0f; if (!(inQ && kb < seq && a.Mask.Allows(docs, q, kb, dq, docKb))) pb = 0f; } }");
                     w.Line($"  st{j}.{lo} = pa; st{j}.{hi} = pb; dp{j}.{lo} = pa * (dp{j}.{lo} - dl); dp{j}.{hi} = pb * (dp{j}.{hi} - dl); }}");
                 }

@@ -64,7 +64,10 @@ public readonly struct RowSpans(int lo0, int hi0, int lo1, int hi1, bool exact)
     public static RowSpans Inexact => new(0, 0, 0, 0, false);
 
     /// <summary>Whether key <paramref name="k"/> lies in a span (branch-free).</summary>
-    public bool Contains(int k) => (k >= Lo0 & k < Hi0) | (k >= Lo1 & k < Hi1);
+    public bool Contains(int k) => Contains(k, Lo0, Hi0, Lo1, Hi1);
+
+    /// <summary>Whether <paramref name="k"/> lies in [lo0, hi0) ∪ [lo1, hi1): the test kernels run on spans staged in shared memory.</summary>
+    public static bool Contains(int k, int lo0, int hi0, int lo1, int hi1) => (k >= lo0 & k < hi0) | (k >= lo1 & k < hi1);
 }
 
 /// <summary><see cref="IDocumentBounds"/> over a <see cref="DocumentLayout"/> on the host.</summary>

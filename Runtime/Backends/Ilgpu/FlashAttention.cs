@@ -71,11 +71,10 @@ public sealed class FlashAttention(GpuDevice device)
         ArrayView<float> lse = default) where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o);
-        if (batch.TileListsVersion != batch.TileMapVersion) BuildTileLists(batch);
+        var (rows, _) = CurrentLists(batch);
         var kernel = FlashKernels.ForwardKernel<TMask>(headDim)!;
         int bytes = FlashKernels.ForwardSharedBytes(headDim);
         var launch = device.GroupedKernel<FlashForwardArgs<TMask>>(kernel, bytes);
-        var (rows, _) = batch.EnsureTileLists();
         var config = new KernelConfig(new Index3D(q.Layout.Heads, batch.QueryTiles, batch.Rows), new Index3D(FlashKernels.Threads, 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         launch(device.Stream, config, new FlashForwardArgs<TMask>
@@ -98,7 +97,7 @@ public sealed class FlashAttention(GpuDevice device)
         where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o, dO);
-        if (batch.TileListsVersion != batch.TileMapVersion) BuildTileLists(batch);
+        var (_, columns) = CurrentLists(batch);
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;
         long deltaLength = tokens * heads, dqLength = tokens * heads * headDim;
@@ -118,7 +117,6 @@ public sealed class FlashAttention(GpuDevice device)
         var kernel = FlashKernels.BackwardKernel<TMask>(headDim)!;
         int bytes = FlashKernels.BackwardSharedBytes(headDim);
         var launch = device.GroupedKernel<FlashBackwardArgs<TMask>>(kernel, bytes);
-        var (_, columns) = batch.EnsureTileLists();
         var config = new KernelConfig(new Index3D(kvHeads, KeyBlocks(batch), batch.Rows), new Index3D(FlashKernels.BackwardThreads, 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         float scale = Scale(headDim);
@@ -166,6 +164,13 @@ public sealed class FlashAttention(GpuDevice device)
     public static long BackwardScratchLength(GpuBatch batch, int heads, int headDim) => (long)batch.Tokens * heads * (1 + headDim);
 
     private static float Scale(int headDim) => 1f / MathF.Sqrt(headDim);
+
+    /// <summary>The batch's tile lists, rebuilt first when its tile map changed since they were built.</summary>
+    private (GpuBatch.TileLists Rows, GpuBatch.TileLists Columns) CurrentLists(GpuBatch batch)
+    {
+        if (batch.TileListsVersion != batch.TileMapVersion) BuildTileLists(batch);
+        return batch.EnsureTileLists();
+    }
 
     /// <summary>Key blocks of the backward kernel (<see cref="FlashKernels.BackwardKeys"/> keys each).</summary>
     private static int KeyBlocks(GpuBatch batch) => (batch.Seq + FlashKernels.BackwardKeys - 1) / FlashKernels.BackwardKeys;

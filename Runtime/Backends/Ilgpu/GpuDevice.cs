@@ -64,7 +64,7 @@ public sealed class GpuDevice : IDisposable
     /// Lanes per warp on the CPU accelerator: 32 (NVIDIA's) by default; the kernels are written for any power of two,
     /// and fewer lanes make the emulation much faster (every lane is an OS thread, every warp barrier a context switch each).
     /// </param>
-    /// <param name="cpuWarpsPerGroup">Warps per group on the CPU accelerator (the flash kernels need 4 warps of 32 lanes).</param>
+    /// <param name="cpuWarpsPerGroup">Warps per group on the CPU accelerator (the flash kernels need 8 warps of 32 lanes: the backward's groups).</param>
     public static GpuDevice Open(GpuKind kind, int cpuWarpSize = 32, int cpuWarpsPerGroup = 1)
     {
         if (kind == GpuKind.Cpu && (cpuWarpSize < 2 || cpuWarpSize > 32 || (cpuWarpSize & (cpuWarpSize - 1)) != 0))

@@ -79,8 +79,8 @@ public static class TensorCore
     }
 
     private static float Dot(uint x, uint y) => Lo(x) * Lo(y) + Hi(x) * Hi(y);
-    private static float Lo(uint x) => Interop.IntAsFloat(x << 16);
-    private static float Hi(uint x) => Interop.IntAsFloat(x & 0xFFFF0000u);
+    private static float Lo(uint x) => Bf16.ToFloat((ushort)x);
+    private static float Hi(uint x) => Bf16.ToFloat((ushort)(x >> 16));
 
     /// <summary>
     /// <c>ldmatrix.sync.aligned.m8n8.x4.shared.b16</c>: four 8×8 bf16 matrices from shared memory; lane l gives the
