@@ -31,8 +31,9 @@ public sealed class FlashAttention(GpuDevice device)
     {
         if (!Supports(headDim)) return $"no flash kernel for head dim {headDim} (generated: {string.Join(", ", FlashKernels.HeadDims)})";
         if (device.Accelerator.WarpSize != 32) return $"flash kernels need 32-lane warps, the accelerator has {device.Accelerator.WarpSize}";
-        if (device.Accelerator.MaxNumThreadsPerGroup < FlashKernels.BackwardThreads)
-            return $"flash kernels need groups of {FlashKernels.BackwardThreads} threads, the accelerator allows {device.Accelerator.MaxNumThreadsPerGroup} (on the CPU accelerator: GpuDevice.Open(GpuKind.Cpu, cpuWarpsPerGroup: 8))";
+        int threads = Math.Max(2 * FlashKernels.ForwardQueries(headDim), FlashKernels.BackwardThreads);
+        if (device.Accelerator.MaxNumThreadsPerGroup < threads)
+            return $"flash kernels need groups of {threads} threads, the accelerator allows {device.Accelerator.MaxNumThreadsPerGroup} (on the CPU accelerator: GpuDevice.Open(GpuKind.Cpu, cpuWarpsPerGroup: 8))";
         if (batch.TileQ != FlashKernels.Tile || batch.TileK != FlashKernels.Tile) return $"flash kernels need {FlashKernels.Tile}-token tiles, the batch has {batch.TileQ}×{batch.TileK}";
         foreach (var l in layouts)
         {
@@ -44,22 +45,28 @@ public sealed class FlashAttention(GpuDevice device)
     }
 
     /// <summary>
-    /// Builds the per-tile lists of non-empty tiles from the batch's tile map (after <see cref="GpuBatch.BuildTileMap(AttentionMask)"/>).
-    /// <see cref="Forward{TMask}"/> and <see cref="Backward{TMask}"/> call it themselves when the map changed since.
+    /// Builds the per-block lists of non-empty tiles from the batch's tile map (after
+    /// <see cref="GpuBatch.BuildTileMap(AttentionMask)"/>) for the kernels of <paramref name="headDim"/> (whose forward
+    /// query block it sets). <see cref="Forward{TMask}"/> and <see cref="Backward{TMask}"/> call it themselves when the
+    /// map changed since, or the lists were built for another head dimension's query block.
     /// </summary>
-    public void BuildTileLists(GpuBatch batch)
+    public void BuildTileLists(GpuBatch batch, int headDim)
     {
+        if (!Supports(headDim)) throw new NotSupportedException($"flash attention: no flash kernel for head dim {headDim} (generated: {string.Join(", ", FlashKernels.HeadDims)})");
         var (rows, columns) = batch.EnsureTileLists();
+        int perBlock = FlashKernels.ForwardQueries(headDim) / FlashKernels.Tile;
         batch.TileListsVersion = batch.TileMapVersion;
+        batch.TileListsQueryTiles = perBlock;
         int warp = device.Accelerator.WarpSize;
-        _rowLists(device.Stream, batch.Rows * batch.QueryTiles * warp, new TileListArgs
+        _rowLists(device.Stream, batch.Rows * QueryBlocks(batch, headDim) * warp, new TileListArgs
         {
-            Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles, KeyTilesPerBlock = 1,
+            Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            KeyTilesPerBlock = 1, QueryTilesPerBlock = perBlock,
         });
         _columnLists(device.Stream, batch.Rows * KeyBlocks(batch) * warp, new TileListArgs
         {
             Tiles = batch.Tiles, Lists = columns.Lists, Counts = columns.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
-            KeyTilesPerBlock = FlashKernels.BackwardKeys / FlashKernels.Tile,
+            KeyTilesPerBlock = FlashKernels.BackwardKeys / FlashKernels.Tile, QueryTilesPerBlock = 1,
         });
     }
 
@@ -71,18 +78,18 @@ public sealed class FlashAttention(GpuDevice device)
         ArrayView<float> lse = default) where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o);
-        var (rows, _) = CurrentLists(batch);
+        var (rows, _) = CurrentLists(batch, headDim);
         var kernel = FlashKernels.ForwardKernel<TMask>(headDim)!;
         int bytes = FlashKernels.ForwardSharedBytes(headDim);
         var launch = device.GroupedKernel<FlashForwardArgs<TMask>>(kernel, bytes);
-        var config = new KernelConfig(new Index3D(q.Layout.Heads, batch.QueryTiles, batch.Rows), new Index3D(FlashKernels.Threads, 1, 1),
+        var config = new KernelConfig(new Index3D(q.Layout.Heads, QueryBlocks(batch, headDim), batch.Rows), new Index3D(2 * FlashKernels.ForwardQueries(headDim), 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         launch(device.Stream, config, new FlashForwardArgs<TMask>
         {
             Q = q.View, K = k.View, V = v.View, O = o.View, Lse = lse,
             QOffset = q.Layout.Offset, KOffset = k.Layout.Offset, VOffset = v.Layout.Offset, OOffset = o.Layout.Offset,
             QStride = q.Layout.TokenStride, KStride = k.Layout.TokenStride, VStride = v.Layout.TokenStride, OStride = o.Layout.TokenStride,
-            Seq = batch.Seq, Heads = q.Layout.Heads, KvHeads = k.Layout.Heads, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            Seq = batch.Seq, Heads = q.Layout.Heads, KvHeads = k.Layout.Heads, QueryBlocks = QueryBlocks(batch, headDim), KeyTiles = batch.KeyTiles,
             ScaleLog2 = Scale(headDim) * 1.4426950408889634f, Lists = rows.Lists, Counts = rows.Counts, Layouts = batch.Layouts, Mask = mask,
         });
     }
@@ -97,7 +104,7 @@ public sealed class FlashAttention(GpuDevice device)
         where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o, dO);
-        var (_, columns) = CurrentLists(batch);
+        var (_, columns) = CurrentLists(batch, headDim);
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;
         long deltaLength = tokens * heads, dqLength = tokens * heads * headDim;
@@ -165,12 +172,17 @@ public sealed class FlashAttention(GpuDevice device)
 
     private static float Scale(int headDim) => 1f / MathF.Sqrt(headDim);
 
-    /// <summary>The batch's tile lists, rebuilt first when its tile map changed since they were built.</summary>
-    private (GpuBatch.TileLists Rows, GpuBatch.TileLists Columns) CurrentLists(GpuBatch batch)
+    /// <summary>The batch's tile lists, rebuilt first when its tile map changed since they were built or they were built for another query block.</summary>
+    private (GpuBatch.TileLists Rows, GpuBatch.TileLists Columns) CurrentLists(GpuBatch batch, int headDim)
     {
-        if (batch.TileListsVersion != batch.TileMapVersion) BuildTileLists(batch);
+        if (batch.TileListsVersion != batch.TileMapVersion || batch.TileListsQueryTiles * FlashKernels.Tile != FlashKernels.ForwardQueries(headDim))
+            BuildTileLists(batch, headDim);
         return batch.EnsureTileLists();
     }
+
+    /// <summary>Query blocks of the forward kernel (<see cref="FlashKernels.ForwardQueries(int)"/> queries each).</summary>
+    private static int QueryBlocks(GpuBatch batch, int headDim) =>
+        (batch.Seq + FlashKernels.ForwardQueries(headDim) - 1) / FlashKernels.ForwardQueries(headDim);
 
     /// <summary>Key blocks of the backward kernel (<see cref="FlashKernels.BackwardKeys"/> keys each).</summary>
     private static int KeyBlocks(GpuBatch batch) => (batch.Seq + FlashKernels.BackwardKeys - 1) / FlashKernels.BackwardKeys;

@@ -20,11 +20,14 @@ public struct FlashForwardArgs<TMask> where TMask : struct, IAttentionMask
     public ArrayView<float> Lse;
     /// <summary>Element offsets and token strides (multiples of 8: rows are copied in 16-byte chunks).</summary>
     public long QOffset, KOffset, VOffset, OOffset, QStride, KStride, VStride, OStride;
-    /// <summary>Shape.</summary>
-    public int Seq, Heads, KvHeads, QueryTiles, KeyTiles;
+    /// <summary>Shape; a query block is <see cref="FlashKernels.ForwardQueries(int)"/> queries (adjacent tiles of the tile map).</summary>
+    public int Seq, Heads, KvHeads, QueryBlocks, KeyTiles;
     /// <summary>Softmax scale × log2(e).</summary>
     public float ScaleLog2;
-    /// <summary>Non-empty key tiles of each query tile [rows, QueryTiles, KeyTiles] as kt·4 + kind, and their counts [rows, QueryTiles].</summary>
+    /// <summary>
+    /// Key tiles that each query block reaches [rows, QueryBlocks, KeyTiles] as kt·4 + kind (Full only when the tile is
+    /// full for every query tile of the block), and their counts [rows, QueryBlocks].
+    /// </summary>
     public ArrayView<int> Lists, Counts;
     /// <summary>Document bounds per row.</summary>
     public DeviceLayouts Layouts;
@@ -71,6 +74,8 @@ public struct TileListArgs
     public int QueryTiles, KeyTiles;
     /// <summary>Adjacent key tiles per column of <see cref="FlashKernels.ColumnLists"/> (1 or more).</summary>
     public int KeyTilesPerBlock;
+    /// <summary>Adjacent query tiles per row of <see cref="FlashKernels.RowLists"/> (1 or more).</summary>
+    public int QueryTilesPerBlock;
 }
 
 /// <summary>Arguments of <see cref="FlashKernels.Delta"/>.</summary>
@@ -106,50 +111,47 @@ public struct ScaleArgs
 public static partial class FlashKernels
 {
     /// <summary>
-    /// One warp per (row, query tile): its non-empty key tiles, in order. Lanes read consecutive tiles and place the
-    /// non-empty ones by a warp prefix sum, so a 1024-tile row takes 32 steps instead of 1024. Launch with
-    /// rows × QueryTiles × warp size threads.
+    /// One warp per (row, block of <c>QueryTilesPerBlock</c> query tiles): the key tiles that reach the block, in order.
+    /// Launch with rows × blocks × warp size threads.
     /// </summary>
-    public static void RowLists(Index1D index, TileListArgs a)
-    {
-        int ws = Warp.WarpSize, lane = Warp.LaneIdx, tileRow = index / ws;
-        long b = (long)tileRow * a.KeyTiles;
-        int n = 0;
-        for (int k0 = 0; k0 < a.KeyTiles; k0 += ws)
-        {
-            int kt = k0 + lane;
-            int kind = kt < a.KeyTiles ? a.Tiles[b + kt] : 0;
-            n = Append(a.Lists, b, n, kt, kind, lane, ws);
-        }
-        if (lane == 0) a.Counts[tileRow] = n;
-    }
+    public static void RowLists(Index1D index, TileListArgs a) =>
+        BlockLists(index, a, a.QueryTiles, a.KeyTiles, a.QueryTilesPerBlock, a.KeyTiles, 1);
 
     /// <summary>
-    /// One warp per (row, block of <c>KeyTilesPerBlock</c> key tiles): the query tiles that reach the block, in order,
-    /// with the block's kind: Full when all its tiles are, Partial when they differ or any is. Launch with
-    /// rows × blocks × warp size threads.
+    /// One warp per (row, block of <c>KeyTilesPerBlock</c> key tiles): the query tiles that reach the block, in order.
+    /// Launch with rows × blocks × warp size threads.
     /// </summary>
-    public static void ColumnLists(Index1D index, TileListArgs a)
+    public static void ColumnLists(Index1D index, TileListArgs a) =>
+        BlockLists(index, a, a.KeyTiles, a.QueryTiles, a.KeyTilesPerBlock, 1, a.KeyTiles);
+
+    /// <summary>
+    /// The list of one block of <paramref name="perBlock"/> adjacent tiles along one axis of the tile map (<paramref name="blockTiles"/>
+    /// tiles, <paramref name="blockStride"/> apart in the map): the tiles of the other axis (<paramref name="listTiles"/>,
+    /// <paramref name="listStride"/> apart) that reach the block, in order, each with the block's kind: Full when all its
+    /// tiles are, Partial when they differ or any is. Lanes read consecutive tiles and place the non-empty ones by a warp
+    /// prefix sum, so a 1024-tile row takes 32 steps instead of 1024.
+    /// </summary>
+    private static void BlockLists(int index, TileListArgs a, int blockTiles, int listTiles, int perBlock, int blockStride, int listStride)
     {
-        int ws = Warp.WarpSize, lane = Warp.LaneIdx, column = index / ws;
-        int blocks = (a.KeyTiles + a.KeyTilesPerBlock - 1) / a.KeyTilesPerBlock;
-        int row = column / blocks, kb = column - row * blocks;
-        int first = kb * a.KeyTilesPerBlock, last = Math.Min(a.KeyTiles, first + a.KeyTilesPerBlock);
-        long b = (long)column * a.QueryTiles, map = (long)row * a.QueryTiles * a.KeyTiles;
+        int ws = Warp.WarpSize, lane = Warp.LaneIdx, block = index / ws;
+        int blocks = (blockTiles + perBlock - 1) / perBlock;
+        int row = block / blocks, bi = block - row * blocks;
+        int first = bi * perBlock, last = Math.Min(blockTiles, first + perBlock);
+        long list = (long)block * listTiles, map = (long)row * a.QueryTiles * a.KeyTiles;
         int n = 0;
-        for (int q0 = 0; q0 < a.QueryTiles; q0 += ws)
+        for (int t0 = 0; t0 < listTiles; t0 += ws)
         {
-            int qt = q0 + lane, kind = 0;
-            if (qt < a.QueryTiles)
+            int t = t0 + lane, kind = 0;
+            if (t < listTiles)
             {
-                long at = map + (long)qt * a.KeyTiles;
-                kind = a.Tiles[at + first];
-                for (int kt = first + 1; kt < last; kt++)
-                    if (a.Tiles[at + kt] != kind) kind = (int)TileKind.Partial;
+                long at = map + (long)t * listStride;
+                kind = a.Tiles[at + (long)first * blockStride];
+                for (int i = first + 1; i < last; i++)
+                    if (a.Tiles[at + (long)i * blockStride] != kind) kind = (int)TileKind.Partial;
             }
-            n = Append(a.Lists, b, n, qt, kind, lane, ws);
+            n = Append(a.Lists, list, n, t, kind, lane, ws);
         }
-        if (lane == 0) a.Counts[column] = n;
+        if (lane == 0) a.Counts[block] = n;
     }
 
     /// <summary>
