@@ -7,7 +7,8 @@
 #   bench     the issue's benchmark, `bench-attention --peer python3` (H=32, D=128, causal and anchor with documents of
 #             mean 1024 and 4096) at SEQS, checked against PyTorch at the lengths in CHECK;
 #   long      the same at 32K and 64K (one warm-up and three timed calls: these cases take seconds);
-#   ncu       Nsight Compute on the D=128 kernels of one anchor and one causal case (not in the default steps).
+#   ncu       Nsight Compute on the D=128 kernels of one anchor and one causal case (not in the default steps;
+#             NCU_MASKS and NCU_KERNELS narrow it, e.g. NCU_MASKS=causal NCU_KERNELS=Backward).
 # Usage: tools/gpu-flash.sh OUT_DIR [SEQS] [CHECK] [STEPS]   (STEPS: comma-separated; default ptx,fixtures,small,bench,long)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,13 +55,15 @@ if [[ $steps == *long* ]]; then
 fi
 if [[ $steps == *ncu* ]]; then
   ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  for mask in anchor causal; do
-    timeout 300 "$ncu" --kernel-name regex:'Kernel_(Forward|Backward)D128' --launch-count 2 \
-      --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats --section Occupancy \
-      --section LaunchStats --section MemoryWorkloadAnalysis --print-details all \
-      "$bin" bench-attention --seqs 8192 --masks $mask --docs 1024 --warmup 0 --repeats 1 --out "$out/ncu-$mask" > "$out/ncu-$mask.txt" 2>&1
-    grep -E "Kernel_|Duration|SM Active|Executed Ipc|Warp Cycles|Stall|Registers|Achieved Occupancy" "$out/ncu-$mask.txt" | head -60
-    rm -rf "$out/ncu-$mask"
+  for mask in ${NCU_MASKS:-anchor causal}; do
+    for kernel in ${NCU_KERNELS:-Forward Backward}; do
+      timeout 300 "$ncu" --kernel-name regex:"Kernel_${kernel}D128" --launch-count 1 \
+        --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats --section Occupancy \
+        --section LaunchStats --section MemoryWorkloadAnalysis --section SourceCounters --print-details all \
+        "$bin" bench-attention --seqs 8192 --masks $mask --docs 1024 --warmup 0 --repeats 1 --out "$out/ncu-$mask" > "$out/ncu-$mask-$kernel.txt" 2>&1
+      grep -E "Kernel_|Duration|SM Active|Executed Ipc|Warp Cycles|Stall|Registers|Achieved Occupancy" "$out/ncu-$mask-$kernel.txt" | head -40
+      rm -rf "$out/ncu-$mask"
+    done
   done
 fi
 # Only the reports travel back (the device tool returns a limited number of files).
