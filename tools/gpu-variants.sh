@@ -4,6 +4,11 @@
 # tools/publish-gpu.sh, and each copy runs the same `bench-attention` (ours only, same inputs: they are generated from
 # fixed seeds). The publish itself runs as "candidate". Rounds alternate the variants, so that drift shows.
 # Usage: tools/gpu-variants.sh ROUNDS BENCH_ARGS...   e.g. tools/gpu-variants.sh 2 --seqs 16384 --masks causal
+# A variant from the last commit, next to the working tree's publish (carry both .publish/modelgen-gpu.tar.xz and
+# .publish/variants to the device):
+#   git worktree add /tmp/wt HEAD && dotnet build /tmp/wt/Runtime -c Release \
+#     && mkdir -p .publish/variants && cp /tmp/wt/Runtime/bin/Release/net10.0/ModelGen.Runtime.dll .publish/variants/head.dll
+# Only builds with the same public API as the publish's can be swapped in.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rounds=$1; shift
