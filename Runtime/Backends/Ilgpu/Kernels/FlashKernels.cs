@@ -125,11 +125,11 @@ public static partial class FlashKernels
         BlockLists(index, a, a.KeyTiles, a.QueryTiles, a.KeyTilesPerBlock, 1, a.KeyTiles);
 
     /// <summary>
-    /// The list of one block of <paramref name="perBlock"/> adjacent tiles along one axis of the tile map (<paramref name="blockTiles"/>
-    /// tiles, <paramref name="blockStride"/> apart in the map): the tiles of the other axis (<paramref name="listTiles"/>,
-    /// <paramref name="listStride"/> apart) that reach the block, in order, each with the block's kind: Full when all its
-    /// tiles are, Partial when they differ or any is. Lanes read consecutive tiles and place the non-empty ones by a warp
-    /// prefix sum, so a 1024-tile row takes 32 steps instead of 1024.
+    /// The list of one block of <paramref name="perBlock"/> adjacent tiles along one axis of the tile map
+    /// (<paramref name="blockTiles"/> tiles, <paramref name="blockStride"/> apart in the map): the tiles of the other axis
+    /// (<paramref name="listTiles"/>, <paramref name="listStride"/> apart) that reach the block, in order, each with the
+    /// block's kind: Full when all its tiles are, Partial when they differ or any is. Lanes read consecutive tiles and
+    /// place the non-empty ones by a warp prefix sum, so a 1024-tile row takes 32 steps instead of 1024.
     /// </summary>
     private static void BlockLists(int index, TileListArgs a, int blockTiles, int listTiles, int perBlock, int blockStride, int listStride)
     {
