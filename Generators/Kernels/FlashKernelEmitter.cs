@@ -314,7 +314,7 @@ internal static class FlashKernelEmitter
     {
         int ks = d / 16, nt = d / 8;
         int kS = 0, vS = BwdKeys * d, bufS = 2 * BwdKeys * d, bufShorts = 2 * HalfQ * d, dsS = bufS + 2 * bufShorts, dsShorts = BwdKeys * HalfQ;
-        // 32-bit view: the staged LSE (log2), Δ and query documents, two buffers of StepValues.
+        // 32-bit view: the staged LSE (log2), Δ and key spans, two buffers of StepValues.
         int valS = (dsS + 2 * dsShorts) / 2;
         int total = BackwardShorts(d);
         int dqTiles = d / 4 / 8;
@@ -369,8 +369,9 @@ internal static class FlashKernelEmitter
         {
             StepOf(w, d, "n", "");
             w.Line($"int qS = {bufS} + (n & 1) * {bufShorts}, oS = qS + {HalfQ * d};");
-            // Prefetch the next step's Q and dO halves into the other buffer (free since the last step's final barrier),
-            // and one of its staged values per thread (LSE, Δ, key spans) into a register, stored at the step's end.
+            // Prefetch the next step's Q and dO halves into the other buffer (free since the last step's second
+            // barrier), and one of its staged values per thread (LSE, Δ, key spans) into a register, stored at the
+            // step's end.
             w.Line("uint staged = 0;");
             w.Line("if (n + 1 < steps)");
             using (w.Block())
@@ -441,7 +442,6 @@ internal static class FlashKernelEmitter
                 }
             w.Line("Group.Barrier();");
             // dQ += dS·K: M = 16 queries (qw), N = D/4 (dBase), K = the group's keys.
-            w.Line("{");
             for (int b = 0; b < dqTiles; b++) w.Line($"F4 dq{b} = default;");
             for (int t = 0; t < BwdKeys / 16; t++)
             {
@@ -457,7 +457,6 @@ internal static class FlashKernelEmitter
             w.Line("  if (qb < seq) { long o = (rowTok + qb) * dqStride + qHead + dBase + 2 * tq;");
             for (int b = 0; b < dqTiles; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{b}.Z); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{b}.W);");
             w.Line("  }");
-            w.Line("}");
             w.Line("}");
             // No barrier ends the step: the next step writes the other dS^T buffer, its prefetch fills the Q/dO buffer
             // that every warp finished with before this step's second barrier, and its staged values are read after

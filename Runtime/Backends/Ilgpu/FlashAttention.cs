@@ -54,14 +54,14 @@ public sealed class FlashAttention(GpuDevice device)
     {
         if (!Supports(headDim)) throw new NotSupportedException($"flash attention: no flash kernel for head dim {headDim} (generated: {string.Join(", ", FlashKernels.HeadDims)})");
         var (rows, columns) = batch.EnsureTileLists();
-        int perBlock = FlashKernels.ForwardQueries(headDim) / FlashKernels.Tile;
+        int queries = FlashKernels.ForwardQueries(headDim);
         batch.TileListsVersion = batch.TileMapVersion;
-        batch.TileListsQueryTiles = perBlock;
+        batch.TileListsForwardQueries = queries;
         int warp = device.Accelerator.WarpSize;
         _rowLists(device.Stream, batch.Rows * QueryBlocks(batch, headDim) * warp, new TileListArgs
         {
             Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
-            KeyTilesPerBlock = 1, QueryTilesPerBlock = perBlock,
+            KeyTilesPerBlock = 1, QueryTilesPerBlock = queries / FlashKernels.Tile,
         });
         _columnLists(device.Stream, batch.Rows * KeyBlocks(batch) * warp, new TileListArgs
         {
@@ -175,7 +175,7 @@ public sealed class FlashAttention(GpuDevice device)
     /// <summary>The batch's tile lists, rebuilt first when its tile map changed since they were built or they were built for another query block.</summary>
     private (GpuBatch.TileLists Rows, GpuBatch.TileLists Columns) CurrentLists(GpuBatch batch, int headDim)
     {
-        if (batch.TileListsVersion != batch.TileMapVersion || batch.TileListsQueryTiles * FlashKernels.Tile != FlashKernels.ForwardQueries(headDim))
+        if (batch.TileListsVersion != batch.TileMapVersion || batch.TileListsForwardQueries != FlashKernels.ForwardQueries(headDim))
             BuildTileLists(batch, headDim);
         return batch.EnsureTileLists();
     }

@@ -146,8 +146,8 @@ public sealed class GpuBatch : IDisposable
     /// <summary>The <see cref="TileMapVersion"/> the tile lists were last built from (-1: never).</summary>
     internal int TileListsVersion { get; set; } = -1;
 
-    /// <summary>Query tiles merged per row list when the tile lists were last built (the forward kernel's query block).</summary>
-    internal int TileListsQueryTiles { get; set; }
+    /// <summary>Queries per row list (the forward kernel's query block) when the tile lists were last built.</summary>
+    internal int TileListsForwardQueries { get; set; }
 
     /// <summary>Non-empty tiles as lists: per query tile its key tiles, and per key tile its query tiles (allocated on first use).</summary>
     internal (TileLists Rows, TileLists Columns) EnsureTileLists() => _tileLists ??= (
