@@ -162,13 +162,16 @@ internal static class FlashKernelEmitter
         w.Line("TC.WaitAsync1();");
         w.Line("Group.Barrier();");
         w.Line($"int qRowOff = {qs} + (warp * 16 + (lane & 15)) * {d}, qHalf = lane >> 4;");
-        for (int s = 0; s < ks; s++) w.Line($"U4 fq{s} = TC.LoadMatrix(ref sm, qRowOff + ((({2 * s} + qHalf) ^ sw) << 3));");
+        Swizzles(w, "cq", "qHalf");
+        for (int s = 0; s < ks; s++) w.Line($"U4 fq{s} = TC.LoadMatrix(ref sm, qRowOff + {Chunk("cq", s)});");
         for (int b = 0; b < nt; b++) w.Line($"F4 o{b} = default;");
         w.Line("float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, l0 = 0f, l1 = 0f;");
         w.Line("int qa = q0 + warp * 16 + g, qb = qa + 8;");
         w.Line("int docQa = docs.IndexOf(qa < seq ? qa : seq - 1), docQb = docs.IndexOf(qb < seq ? qb : seq - 1);");
         w.Line($"int kLane = ((lane & 7) + ((lane >> 4) << 3)) * {d}, kHalf = (lane >> 3) & 1;");
         w.Line($"int vLane = {Tile * d} + ((lane & 7) + (((lane >> 3) & 1) << 3)) * {d}, vHalf = lane >> 4;");
+        Swizzles(w, "ck", "kHalf");
+        Swizzles(w, "cv", "vHalf");
         w.Line("float sl = a.ScaleLog2;");
         w.Line("for (int n = 0; n < count; n++)");
         using (w.Block())
@@ -191,7 +194,7 @@ internal static class FlashKernelEmitter
             for (int jp = 0; jp < 4; jp++)
                 for (int s = 0; s < ks; s++)
                 {
-                    w.Line($"{{ U4 kb = TC.LoadMatrix(ref sm, kRowOff + {I(jp * 16 * d)} + ((({2 * s} + kHalf) ^ sw) << 3)); " +
+                    w.Line($"{{ U4 kb = TC.LoadMatrix(ref sm, kRowOff + {I(jp * 16 * d)} + {Chunk("ck", s)}); " +
                            $"s{2 * jp} = TC.Mma(fq{s}, kb.X, kb.Y, s{2 * jp}); s{2 * jp + 1} = TC.Mma(fq{s}, kb.Z, kb.W, s{2 * jp + 1}); }}");
                 }
             w.Line("if (partial && exact)");
@@ -243,7 +246,7 @@ internal static class FlashKernelEmitter
             for (int bp = 0; bp < nt / 2; bp++)
                 for (int t = 0; t < 4; t++)
                 {
-                    w.Line($"{{ U4 vb = TC.LoadMatrixTransposed(ref sm, vRowOff + {I(t * 16 * d)} + ((({2 * bp} + vHalf) ^ sw) << 3)); " +
+                    w.Line($"{{ U4 vb = TC.LoadMatrixTransposed(ref sm, vRowOff + {I(t * 16 * d)} + {Chunk("cv", bp)}); " +
                            $"o{2 * bp} = TC.Mma(p{t}, vb.X, vb.Y, o{2 * bp}); o{2 * bp + 1} = TC.Mma(p{t}, vb.Z, vb.W, o{2 * bp + 1}); }}");
                 }
             w.Line("Group.Barrier();");
@@ -285,6 +288,17 @@ internal static class FlashKernelEmitter
     private static string PackA(string name, string source, int t) =>
         $"U4 {name}{t} = new U4 {{ X = TC.Pack({source}{2 * t}.X, {source}{2 * t}.Y), Y = TC.Pack({source}{2 * t}.Z, {source}{2 * t}.W), " +
         $"Z = TC.Pack({source}{2 * t + 1}.X, {source}{2 * t + 1}.Y), W = TC.Pack({source}{2 * t + 1}.Z, {source}{2 * t + 1}.W) }};";
+
+    /// <summary>
+    /// Locals <paramref name="name"/>0..3: the swizzled element offsets <c>((2j + half) ^ sw) · 8</c> of the 16-byte chunks
+    /// 2j + half, j = 0..3 (<paramref name="half"/> is 0 or 1, so this is <c>(2j ^ (half ^ sw)) · 8</c>). Chunks 8 and
+    /// above add 64 (the swizzle touches the low three bits), so every fragment address is a lane offset plus a constant.
+    /// </summary>
+    private static void Swizzles(CodeWriter w, string name, string half) =>
+        w.Line($"int {name}x = {half} ^ sw, {name}0 = {name}x << 3, {name}1 = ({name}x ^ 2) << 3, {name}2 = ({name}x ^ 4) << 3, {name}3 = ({name}x ^ 6) << 3;");
+
+    /// <summary>The element offset of chunk pair <paramref name="s"/> (chunk 2s + half) from <see cref="Swizzles"/>' locals.</summary>
+    private static string Chunk(string name, int s) => s < 4 ? $"{name}{s}" : $"({name}{s & 3} + {64 * (s >> 2)})";
 
     private static string Chain(string op, int count, Func<int, string> term)
     {
@@ -358,11 +372,17 @@ internal static class FlashKernelEmitter
         w.Line($"int aRowOff = (kw + (lane & 15)) * {d}, aHalf = lane >> 4;");
         w.Line($"int bRowOff = ((lane & 7) + ((lane >> 4) << 3)) * {d}, bHalf = (lane >> 3) & 1;");
         w.Line($"int tRowOff = ((lane & 7) + (((lane >> 3) & 1) << 3)) * {d}, tHalf = lane >> 4;");
+        Swizzles(w, "ca", "aHalf");
+        Swizzles(w, "cb", "bHalf");
+        Swizzles(w, "ct", "tHalf");
         // dQ = dS·K: warp → 16 queries (qw) × D/4 dims (dBase), over all the group's keys.
         w.Line($"int qw = (warp & 1) * 16, dBase = (warp >> 1) * {d / 4};");
+        // dS^T rows are swizzled by (key / 2) % 4, which for this lane's rows (16t + dsRow to read; kw + g and kw + g + 8 to
+        // write) does not depend on t or the 8: lane offsets plus constants again.
         w.Line($"int dsRow = (lane & 7) + ((lane >> 4) << 3), dsChunk = (qw >> 3) + ((lane >> 3) & 1);");
+        w.Line($"int dsRead = dsRow * {HalfQ} + ((dsChunk ^ ((dsRow >> 1) & 3)) << 3);");
+        w.Line($"int dsx = (g >> 1) & 3, dsWrite = (kw + g) * {HalfQ} + 2 * tq, dsc0 = dsx << 3, dsc1 = (dsx ^ 1) << 3, dsc2 = (dsx ^ 2) << 3, dsc3 = (dsx ^ 3) << 3;");
         w.Line("float sl = a.ScaleLog2;");
-        w.Line("var sm32 = smem.Cast<uint>();");
         w.Line($"long dqStride = (long)a.Heads * {d};");
         w.Line("for (int n = 0; n < steps; n++)");
         using (w.Block())
@@ -387,12 +407,12 @@ internal static class FlashKernelEmitter
             w.Line($"bool partial = (entry & 3) == (int)TileKind.Partial || q0 + {HalfQ} > seq || k0 + {BwdKeys} > seq;");
             w.Line("TC.WaitAsync1();");
             w.Line("Group.Barrier();");
-            w.Line($"int vals = {valS} + (n & 1) * {StepValues}, dsB = {dsS} + (n & 1) * {dsShorts};");
+            w.Line($"int vals = {valS} + (n & 1) * {StepValues}, valsLane = 2 * vals + 4 * tq, dsB = {dsS} + (n & 1) * {dsShorts};");
             // S^T = K·Q^T and dP^T = V·dO^T: M = the warp's 16 keys, N = 32 queries, K = D.
             for (int j = 0; j < 4; j++) w.Line($"F4 st{j} = default, dp{j} = default;");
             for (int s = 0; s < ks; s++)
             {
-                w.Line($"{{ int ca = ((({2 * s} + aHalf) ^ sw) << 3), cb = ((({2 * s} + bHalf) ^ sw) << 3);");
+                w.Line($"{{ int ca = {Chunk("ca", s)}, cb = {Chunk("cb", s)};");
                 w.Line($"  U4 kf = TC.LoadMatrix(ref sm, {kS} + aRowOff + ca); U4 vf = TC.LoadMatrix(ref sm, {vS} + aRowOff + ca);");
                 for (int jp = 0; jp < 2; jp++)
                 {
@@ -408,7 +428,7 @@ internal static class FlashKernelEmitter
                 {
                     string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
                     string at = $"{8 * j + e} + 2 * tq";
-                    w.Line($"{{ float lse = Interop.IntAsFloat(sv32[vals + {at}]), dl = Interop.IntAsFloat(sv32[vals + {HalfQ} + {at}]);");
+                    w.Line($"{{ float lse = Interop.IntAsFloat(TC.LoadShared32(ref sm, valsLane + {2 * (8 * j + e)})), dl = Interop.IntAsFloat(TC.LoadShared32(ref sm, valsLane + {2 * (HalfQ + 8 * j + e)}));");
                     w.Line($"  float pa = TC.Exp2(st{j}.{lo} * sl - lse), pb = TC.Exp2(st{j}.{hi} * sl - lse);");
                     w.Line($"  if (partial) {{ int q = q0 + {at}; bool inQ = q < seq; if (exact) {{ int lo0 = (int)sv32[vals + {2 * HalfQ} + {at}], hi0 = (int)sv32[vals + {3 * HalfQ} + {at}], " +
                            $"lo1 = (int)sv32[vals + {4 * HalfQ} + {at}], hi1 = (int)sv32[vals + {5 * HalfQ} + {at}]; " +
@@ -428,15 +448,14 @@ internal static class FlashKernelEmitter
                 foreach (var (reg, r8, dj) in new[] { ("X", 0, 0), ("Y", 1, 0), ("Z", 0, 1), ("W", 1, 1) })
                 {
                     int j = 2 * t + dj;
-                    string key = r8 == 0 ? "(kw + g)" : "(kw + g + 8)";
-                    w.Line($"sm32[(dsB + {key} * {HalfQ} + (({j} ^ (({key} >> 1) & 3)) << 3) + 2 * tq) >> 1] = ds{t}.{reg};");
+                    w.Line($"TC.StoreShared32(ref sm, dsB + dsWrite + {r8 * 8 * HalfQ} + dsc{j}, ds{t}.{reg});");
                 }
             }
             // dV += P^T·dO and dK += dS^T·Q: M = 16 keys, N = D, K = 32 queries.
             for (int bp = 0; bp < nt / 2; bp++)
                 for (int t = 0; t < 2; t++)
                 {
-                    w.Line($"{{ int c = ((({2 * bp} + tHalf) ^ sw) << 3);");
+                    w.Line($"{{ int c = {Chunk("ct", bp)};");
                     w.Line($"  U4 of = TC.LoadMatrixTransposed(ref sm, oS + {t * 16 * d} + tRowOff + c); dv{2 * bp} = TC.Mma(pt{t}, of.X, of.Y, dv{2 * bp}); dv{2 * bp + 1} = TC.Mma(pt{t}, of.Z, of.W, dv{2 * bp + 1});");
                     w.Line($"  U4 qf = TC.LoadMatrixTransposed(ref sm, qS + {t * 16 * d} + tRowOff + c); dk{2 * bp} = TC.Mma(ds{t}, qf.X, qf.Y, dk{2 * bp}); dk{2 * bp + 1} = TC.Mma(ds{t}, qf.Z, qf.W, dk{2 * bp + 1}); }}");
                 }
@@ -445,7 +464,7 @@ internal static class FlashKernelEmitter
             for (int b = 0; b < dqTiles; b++) w.Line($"F4 dq{b} = default;");
             for (int t = 0; t < BwdKeys / 16; t++)
             {
-                w.Line($"{{ int key = {16 * t} + dsRow; U4 af = TC.LoadMatrixTransposed(ref sm, dsB + key * {HalfQ} + ((dsChunk ^ ((key >> 1) & 3)) << 3));");
+                w.Line($"{{ U4 af = TC.LoadMatrixTransposed(ref sm, dsB + dsRead + {16 * t * HalfQ});");
                 for (int bp = 0; bp < dqTiles / 2; bp++)
                     w.Line($"  {{ U4 kf = TC.LoadMatrixTransposed(ref sm, {kS + t * 16 * d} + tRowOff + ((((dBase >> 3) + {2 * bp} + tHalf) ^ sw) << 3)); dq{2 * bp} = TC.Mma(af, kf.X, kf.Y, dq{2 * bp}); dq{2 * bp + 1} = TC.Mma(af, kf.Z, kf.W, dq{2 * bp + 1}); }}");
                 w.Line("}");

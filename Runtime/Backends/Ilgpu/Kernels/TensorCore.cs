@@ -119,6 +119,18 @@ public static class TensorCore
 
     private static uint Pair(ref ushort shared, int lo, int hi) => Unsafe.Add(ref shared, lo) | ((uint)Unsafe.Add(ref shared, hi) << 16);
 
+    /// <summary><c>ld.shared.b32</c>: the 32 bits at <paramref name="shared"/> + <paramref name="element"/> (an even element), through a 32-bit address.</summary>
+    [IntrinsicImplementation]
+    public static uint LoadShared32(ref ushort shared, int element) => Pair(ref shared, element, element + 1);
+
+    /// <summary><c>st.shared.b32</c>: <paramref name="value"/> to <paramref name="shared"/> + <paramref name="element"/> (an even element), through a 32-bit address.</summary>
+    [IntrinsicImplementation]
+    public static void StoreShared32(ref ushort shared, int element, uint value)
+    {
+        Unsafe.Add(ref shared, element) = (ushort)value;
+        Unsafe.Add(ref shared, element + 1) = (ushort)(value >> 16);
+    }
+
     /// <summary>
     /// <c>cp.async.cg.shared.global</c> of 16 bytes (eight bf16) from <paramref name="global"/> + <paramref name="source"/>
     /// to <paramref name="shared"/> + <paramref name="target"/>; with <paramref name="bytes"/> = 0 the target is zero-filled
@@ -164,6 +176,8 @@ public static class TensorCore
         Add(nameof(Mma), nameof(EmitMma));
         Add(nameof(LoadMatrix), nameof(EmitLoadMatrix));
         Add(nameof(LoadMatrixTransposed), nameof(EmitLoadMatrixTransposed));
+        Add(nameof(LoadShared32), nameof(EmitLoadShared32));
+        Add(nameof(StoreShared32), nameof(EmitStoreShared32));
         Add(nameof(CopyAsync), nameof(EmitCopyAsync));
         Add(nameof(CommitAsync), nameof(EmitCommit));
         Add(nameof(WaitAsync0), nameof(EmitWait0));
@@ -206,25 +220,16 @@ public static class TensorCore
         command.AppendVectorArgument(c);
     }
 
-    /// <summary>A 64-bit address in the .shared window: pointer + 2·element (converted from a generic pointer if need be).</summary>
-    private static Registers.HardwareRegister Address(PTXCodeGenerator cg, Value pointer, Value element, bool wide, MemoryAddressSpace space)
+    /// <summary>A 64-bit global address: pointer + 2·element (converted from a generic pointer if need be).</summary>
+    private static Registers.HardwareRegister GlobalAddress(PTXCodeGenerator cg, Value pointer, Value element)
     {
         var basePointer = cg.LoadHardware(pointer);
         var result = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
-        var offset = cg.LoadPrimitive(element);
-        if (wide)
+        using (var shift = cg.BeginCommand("shl.b64"))
         {
-            using var shift = cg.BeginCommand("shl.b64");
             shift.AppendArgument(result);
-            shift.AppendArgument(cg.EnsureHardwareRegister(offset));
+            shift.AppendArgument(cg.EnsureHardwareRegister(cg.LoadPrimitive(element)));
             shift.AppendConstant(1L);
-        }
-        else
-        {
-            using var mul = cg.BeginCommand("mul.wide.s32");
-            mul.AppendArgument(result);
-            mul.AppendArgument(cg.EnsureHardwareRegister(offset));
-            mul.AppendConstant(2L);
         }
         using (var add = cg.BeginCommand("add.s64"))
         {
@@ -232,17 +237,70 @@ public static class TensorCore
             add.AppendArgument(result);
             add.AppendArgument(basePointer);
         }
-        var pointerSpace = ((PointerType)pointer.Type).AddressSpace;
-        if (pointerSpace == MemoryAddressSpace.Generic)
+        var space = ((PointerType)pointer.Type).AddressSpace;
+        if (space == MemoryAddressSpace.Generic)
         {
-            using var convert = cg.BeginCommand(space == MemoryAddressSpace.Shared ? "cvta.to.shared.u64" : "cvta.to.global.u64");
+            using var convert = cg.BeginCommand("cvta.to.global.u64");
             convert.AppendArgument(result);
             convert.AppendArgument(result);
         }
-        else if (pointerSpace != space)
+        else if (space != MemoryAddressSpace.Global)
         {
-            throw new InvalidOperationException($"TensorCore: expected a {space} or generic pointer, got {pointerSpace}");
+            throw new InvalidOperationException($"TensorCore: expected a global or generic pointer, got {space}");
         }
+        return result;
+    }
+
+    /// <summary>
+    /// A 32-bit address in the .shared window: the pointer truncated to 32 bits (converted from a generic pointer first
+    /// if need be) + 2·element. 32-bit arithmetic wraps, so ptxas may reassociate <c>base + 2·(lane offset + constant)</c>
+    /// and fold the constant into the instruction's immediate offset; a sign-extended 64-bit index (<c>mul.wide.s32</c>)
+    /// cannot be reassociated and cost three instructions per access.
+    /// </summary>
+    private static Registers.HardwareRegister SharedAddress(PTXCodeGenerator cg, Value pointer, Value element)
+    {
+        var basePointer = cg.LoadHardware(pointer);
+        var space = ((PointerType)pointer.Type).AddressSpace;
+        var result = cg.AllocateRegister(BasicValueType.Int32, PTXRegisterKind.Int32);
+        if (space == MemoryAddressSpace.Generic)
+        {
+            var wide = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+            using (var convert = cg.BeginCommand("cvta.to.shared.u64"))
+            {
+                convert.AppendArgument(wide);
+                convert.AppendArgument(basePointer);
+            }
+            using (var narrow = cg.BeginCommand("cvt.u32.u64"))
+            {
+                narrow.AppendArgument(result);
+                narrow.AppendArgument(wide);
+            }
+            cg.FreeRegister(wide);
+        }
+        else if (space == MemoryAddressSpace.Shared)
+        {
+            using var narrow = cg.BeginCommand("cvt.u32.u64");
+            narrow.AppendArgument(result);
+            narrow.AppendArgument(basePointer);
+        }
+        else
+        {
+            throw new InvalidOperationException($"TensorCore: expected a shared or generic pointer, got {space}");
+        }
+        var offset = cg.AllocateRegister(BasicValueType.Int32, PTXRegisterKind.Int32);
+        using (var shift = cg.BeginCommand("shl.b32"))
+        {
+            shift.AppendArgument(offset);
+            shift.AppendArgument(cg.EnsureHardwareRegister(cg.LoadPrimitive(element)));
+            shift.AppendConstant(1L);
+        }
+        using (var add = cg.BeginCommand("add.s32"))
+        {
+            add.AppendArgument(result);
+            add.AppendArgument(result);
+            add.AppendArgument(offset);
+        }
+        cg.FreeRegister(offset);
         return result;
     }
 
@@ -253,7 +311,7 @@ public static class TensorCore
     private static void EmitMatrixLoad(PTXCodeGenerator cg, Value value, string instruction)
     {
         var call = (MethodCall)value;
-        var address = Address(cg, call[0].Resolve(), call[1].Resolve(), wide: false, MemoryAddressSpace.Shared);
+        var address = SharedAddress(cg, call[0].Resolve(), call[1].Resolve());
         var d = Targets(cg, call, 4);
         using (var command = cg.BeginCommand(instruction))
         {
@@ -263,11 +321,37 @@ public static class TensorCore
         cg.FreeRegister(address);
     }
 
+    private static void EmitLoadShared32(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        var address = SharedAddress(cg, call[0].Resolve(), call[1].Resolve());
+        var d = cg.AllocateHardware(call);
+        using (var command = cg.BeginCommand("ld.shared.b32"))
+        {
+            command.AppendArgument(d);
+            command.AppendArgumentValue(address);
+        }
+        cg.FreeRegister(address);
+    }
+
+    private static void EmitStoreShared32(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        var address = SharedAddress(cg, call[0].Resolve(), call[1].Resolve());
+        var v = cg.EnsureHardwareRegister(cg.LoadPrimitive(call[2].Resolve()));
+        using (var command = cg.BeginCommand("st.shared.b32"))
+        {
+            command.AppendArgumentValue(address);
+            command.AppendArgument(v);
+        }
+        cg.FreeRegister(address);
+    }
+
     private static void EmitCopyAsync(PTXBackend backend, PTXCodeGenerator cg, Value value)
     {
         var call = (MethodCall)value;
-        var target = Address(cg, call[0].Resolve(), call[1].Resolve(), wide: false, MemoryAddressSpace.Shared);
-        var source = Address(cg, call[2].Resolve(), call[3].Resolve(), wide: true, MemoryAddressSpace.Global);
+        var target = SharedAddress(cg, call[0].Resolve(), call[1].Resolve());
+        var source = GlobalAddress(cg, call[2].Resolve(), call[3].Resolve());
         var bytes = cg.LoadPrimitive(call[4].Resolve());
         using (var command = cg.BeginCommand("cp.async.cg.shared.global"))
         {
