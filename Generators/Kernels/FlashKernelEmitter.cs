@@ -18,10 +18,11 @@ namespace ModelGen.Generators.Kernels;
 /// shared-memory buffers (cp.async, 16-byte chunks swizzled by row so that ldmatrix is free of bank conflicts; the next
 /// tile loads while this one is computed), each loaded once for all the group's warps. Partial tiles test keys against
 /// each query's spans (<c>IAttentionMask.Spans</c>) or, for masks without spans, the predicate.
-/// Backward: a group of 8 warps owns 128 keys (16 per warp) of one key/value head, walks the group's query heads and
-/// the non-empty query tiles of its key block in halves of 32 queries (the next half's Q, dO, LSE, Δ and spans load
-/// while this one is used), accumulates dK and dV in registers and adds dQ atomically in fp32. Two dS^T buffers leave
-/// two barriers per step.
+/// Backward (FlashAttention-2's division of the work): a group of 8 warps owns 128 keys of one key/value head, keeps their
+/// K and V in shared memory and walks the group's query heads and the non-empty 64-query tiles of its key block (the next
+/// tile's Q, dO, LSE, Δ and spans load while this one is used). Per step, each warp computes a 32×32 block of S and dP
+/// and writes P and dS to shared memory (bf16); after one barrier each accumulates its 32 keys × D/2 of dK and dV in
+/// registers and its 32 queries × D/4 of dQ, which it adds atomically in fp32. Two barriers per step of 64 queries.
 /// </remarks>
 internal static class FlashKernelEmitter
 {
@@ -275,14 +276,13 @@ internal static class FlashKernelEmitter
     private static int ForwardShorts(int d) => FwdQ(d) * d + 4 * Tile * d + 2 * 4 * FwdQ(d);
 
     /// <summary>
-    /// Backward shared memory in bf16 elements: K and V blocks, two buffers of Q and dO halves (the next half is
-    /// prefetched while the current one is used), two buffers of dS^T [keys][32 queries] (a step writes its dS^T while
-    /// slower warps still read the last one for dQ, so no barrier ends a step).
+    /// Backward shared memory in bf16 elements: K and V blocks, two buffers of a step's Q and dO tiles (the next step's
+    /// load while this one is used), P and dS of the step [64 queries][128 keys], two buffers of step values.
     /// </summary>
-    private static int BackwardShorts(int d) => 2 * BwdKeys * d + 2 * 2 * HalfQ * d + 2 * BwdKeys * HalfQ + 2 * StepValues * 2;
+    private static int BackwardShorts(int d) => 2 * BwdKeys * d + 2 * 2 * StepQ * d + 2 * StepQ * BwdKeys + 2 * StepValues * 2;
 
-    /// <summary>Per-step values staged in shared memory (two buffers): LSE, Δ and the four key-span bounds of each of the 32 queries.</summary>
-    private const int StepValues = 6 * HalfQ;
+    /// <summary>Per-step values staged in shared memory (two buffers): LSE, Δ and the four key-span bounds of each of the step's queries.</summary>
+    private const int StepValues = 6 * StepQ;
 
     /// <summary>An A fragment (k-step <paramref name="t"/>) packed from the fp32 accumulators <paramref name="source"/>{2t, 2t+1}.</summary>
     private static string PackA(string name, string source, int t) =>
@@ -307,31 +307,38 @@ internal static class FlashKernelEmitter
         return result;
     }
 
-    private const int HalfQ = 32;
+    /// <summary>Queries per backward step: one tile of the key block's column list.</summary>
+    private const int StepQ = Tile;
 
-    /// <summary>Keys per backward group: two tiles, so that dQ's fp32 atomics cover 128 keys at once (half as many as 64).</summary>
+    /// <summary>Keys per backward group: two tiles, so that each step's dQ atomics cover 128 keys at once.</summary>
     private const int BwdKeys = 2 * Tile;
 
-    /// <summary>Threads per backward group: 8 warps of 16 keys.</summary>
+    /// <summary>Threads per backward group: 8 warps.</summary>
     private const int BwdThreads = 256;
 
     /// <summary>Writes the step <paramref name="step"/>'s head and first query into locals suffixed <paramref name="suffix"/>.</summary>
     private static void StepOf(CodeWriter w, int d, string step, string suffix)
     {
-        w.Line($"int hi{suffix} = {step} / perHead, local{suffix} = {step} - hi{suffix} * perHead;");
-        w.Line($"int entry{suffix} = a.Lists[listBase + (local{suffix} >> 1)];");
-        w.Line($"int q0{suffix} = (entry{suffix} >> 2) * {Tile} + (local{suffix} & 1) * {HalfQ};");
+        w.Line($"int hi{suffix} = {step} / count, entry{suffix} = a.Lists[listBase + {step} - hi{suffix} * count];");
+        w.Line($"int q0{suffix} = (entry{suffix} >> 2) * {Tile};");
         w.Line($"long qHead{suffix} = (long)(kvh * groupSize + hi{suffix}) * {d};");
     }
 
+    /// <summary>
+    /// Stages the step values of the step in locals suffixed <paramref name="suffix"/>: thread t holds values t and t + 256
+    /// (<see cref="StepValues"/> of them: value v is kind v / 64 of query v % 64).
+    /// </summary>
+    private static string StageValue(string suffix, int plus) =>
+        $"FlashKernels.StepValue(a, docs, row, kvh * groupSize + hi{suffix}, q0{suffix} + (tid & {StepQ - 1}), (tid + {plus}) >> 6)";
+
     private static void Backward(CodeWriter w, int d)
     {
-        int ks = d / 16, nt = d / 8;
-        int kS = 0, vS = BwdKeys * d, bufS = 2 * BwdKeys * d, bufShorts = 2 * HalfQ * d, dsS = bufS + 2 * bufShorts, dsShorts = BwdKeys * HalfQ;
-        // 32-bit view: the staged LSE (log2), Δ and key spans, two buffers of StepValues.
-        int valS = (dsS + 2 * dsShorts) / 2;
+        int ks = d / 16;
+        int kS = 0, vS = BwdKeys * d, bufS = 2 * BwdKeys * d, bufShorts = 2 * StepQ * d;
+        int pS = bufS + 2 * bufShorts, dsS = pS + StepQ * BwdKeys, valS = dsS + StepQ * BwdKeys;
         int total = BackwardShorts(d);
-        int dqTiles = d / 4 / 8;
+        int nKV = d / 16, nQ = d / 32;   // n-tiles per warp: dK/dV (D/2 dims), dQ (D/4 dims)
+        const int Row = BwdKeys;          // P and dS rows: 128 keys, 16 chunks swizzled by query % 8
         w.Line($"/// <summary>Flash attention backward, head dim {d}: group ({BwdKeys} keys, key/value head, row), {BwdThreads} threads, {I(total * 2)} bytes of dynamic shared memory.</summary>");
         w.Line($"public static void BackwardD{d}<TMask>(FlashBackwardArgs<TMask> a) where TMask : struct, IAttentionMask");
         using var _ = w.Block();
@@ -348,155 +355,187 @@ internal static class FlashKernelEmitter
         w.Line("ref ushort gk = ref a.K[0];");
         w.Line("ref ushort gv = ref a.V[0];");
         w.Line("ref ushort gdo = ref a.DO[0];");
-        w.Line("var sv32 = smem.Cast<uint>();");
         w.Line("int groupSize = a.Heads / a.KvHeads;");
-        // Steps: for each query head of the group, each listed query tile in halves of 32 queries.
-        w.Line("int perHead = count * 2, steps = groupSize * perHead;");
+        // Steps: for each query head of the group, each listed query tile.
+        w.Line("int steps = groupSize * count;");
         LoadTile(w, d, BwdKeys, I(kS), "k0", "gk", "a.KOffset", "a.KStride", "kvHead", BwdThreads);
         LoadTile(w, d, BwdKeys, I(vS), "k0", "gv", "a.VOffset", "a.VStride", "kvHead", BwdThreads);
-        w.Line("TC.CommitAsync();");
         w.Line("if (steps > 0)");
         using (w.Block())
         {
             StepOf(w, d, "0", "P");
-            LoadTile(w, d, HalfQ, I(bufS), "q0P", "gq", "a.QOffset", "a.QStride", "qHeadP", BwdThreads);
-            LoadTile(w, d, HalfQ, I(bufS + HalfQ * d), "q0P", "gdo", "a.DOOffset", "a.DOStride", "qHeadP", BwdThreads);
-            w.Line($"if (tid < {StepValues}) sv32[{valS} + tid] = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hiP, q0P + (tid & {HalfQ - 1}), tid >> 5);");
+            LoadTile(w, d, StepQ, I(bufS), "q0P", "gq", "a.QOffset", "a.QStride", "qHeadP", BwdThreads);
+            LoadTile(w, d, StepQ, I(bufS + StepQ * d), "q0P", "gdo", "a.DOOffset", "a.DOStride", "qHeadP", BwdThreads);
+            w.Line($"TC.StoreShared32(ref sm, {valS} + 2 * tid, {StageValue("P", 0)});");
+            w.Line($"if (tid < {StepValues - BwdThreads}) TC.StoreShared32(ref sm, {valS + 2 * BwdThreads} + 2 * tid, {StageValue("P", BwdThreads)});");
         }
         w.Line("TC.CommitAsync();");
-        for (int b = 0; b < nt; b++) w.Line($"F4 dk{b} = default, dv{b} = default;");
-        w.Line("int kw = warp * 16;");
-        w.Line("int ka = k0 + kw + g, kb = ka + 8;");
-        w.Line("int docKa = docs.IndexOf(ka < seq ? ka : seq - 1), docKb = docs.IndexOf(kb < seq ? kb : seq - 1);");
-        w.Line("bool exact = a.Mask.Spans(docs, 0, 0).Exact;");
-        w.Line($"int aRowOff = (kw + (lane & 15)) * {d}, aHalf = lane >> 4;");
-        w.Line($"int bRowOff = ((lane & 7) + ((lane >> 4) << 3)) * {d}, bHalf = (lane >> 3) & 1;");
-        w.Line($"int tRowOff = ((lane & 7) + (((lane >> 3) & 1) << 3)) * {d}, tHalf = lane >> 4;");
+        // Warp roles. S, dP: queries 32·wm, keys 32·wn. dK, dV: keys 32·wk, dims D/2·wd. dQ: queries 32·wq, dims D/4·wc.
+        w.Line("int wm = warp & 1, wn = warp >> 1, wk = warp >> 1, wd = warp & 1, wq = warp & 1, wc = warp >> 1;");
+        for (int mi = 0; mi < 2; mi++)
+            for (int b = 0; b < nKV; b++) w.Line($"F4 dk{mi}{b} = default, dv{mi}{b} = default;");
+        // ldmatrix lanes: A fragments (non-transposed) read row lane % 16, chunk half lane / 16; B fragments read row
+        // lane % 8 + 8·(lane / 16), chunk half (lane / 8) % 2; transposed B fragments read row lane % 8 + 8·((lane / 8) % 2),
+        // chunk half lane / 16. Every row here is a multiple of 8 plus lane % 8, so its swizzle is sw.
+        w.Line("int aHalf = lane >> 4, bHalf = (lane >> 3) & 1, tHalf = lane >> 4;");
+        w.Line($"int aRow = (wm * 32 + (lane & 15)) * {d}, bRow = (wn * 32 + (lane & 7) + ((lane >> 4) << 3)) * {d};");
+        w.Line($"int tRow = ((lane & 7) + (((lane >> 3) & 1) << 3)) * {d};");
         Swizzles(w, "ca", "aHalf");
         Swizzles(w, "cb", "bHalf");
-        Swizzles(w, "ct", "tHalf");
-        // dQ = dS·K: warp → 16 queries (qw) × D/4 dims (dBase), over all the group's keys.
-        w.Line($"int qw = (warp & 1) * 16, dBase = (warp >> 1) * {d / 4};");
-        // dS^T rows are swizzled by (key / 2) % 4, which for this lane's rows (16t + dsRow to read; kw + g and kw + g + 8 to
-        // write) does not depend on t or the 8: lane offsets plus constants again.
-        w.Line($"int dsRow = (lane & 7) + ((lane >> 4) << 3), dsChunk = (qw >> 3) + ((lane >> 3) & 1);");
-        w.Line($"int dsRead = dsRow * {HalfQ} + ((dsChunk ^ ((dsRow >> 1) & 3)) << 3);");
-        w.Line($"int dsx = (g >> 1) & 3, dsWrite = (kw + g) * {HalfQ} + 2 * tq, dsc0 = dsx << 3, dsc1 = (dsx ^ 1) << 3, dsc2 = (dsx ^ 2) << 3, dsc3 = (dsx ^ 3) << 3;");
+        // dV, dK: the dO/Q chunks of dims D/2·wd + 16·bp (+ 8·tHalf); dQ: the K chunks of dims D/4·wc + 16·bp.
+        w.Line($"int ctx = (({d / 16} * wd) | tHalf) ^ sw, ct0 = ctx << 3, ct1 = (ctx ^ 2) << 3, ct2 = (ctx ^ 4) << 3, ct3 = (ctx ^ 6) << 3;");
+        w.Line($"int cqx = (({d / 32} * wc) | tHalf) ^ sw, cq0 = cqx << 3, cq1 = (cqx ^ 2) << 3;");
+        // P^T and dS^T as A fragments of dV, dK (transposed): P rows (queries) lane % 8 + 8·(lane / 16), key chunk
+        // 4·wk + 2·mi + (lane / 8) % 2.
+        w.Line($"int pRowT = ((lane & 7) + ((lane >> 4) << 3)) * {Row}, pcx = ((wk << 2) | bHalf) ^ sw, pc0 = pcx << 3, pc1 = (pcx ^ 2) << 3;");
+        // dS as the A fragment of dQ: rows 32·wq + lane % 16, key chunk 2t + lane / 16.
+        w.Line($"int dsRowA = (wq * 32 + (lane & 15)) * {Row};");
+        // Where this lane writes P and dS: rows 32·wm + 16·mi + 8·h + g, keys 32·wn + 8·nj + 2·tq (chunk 4·wn + nj).
+        w.Line($"int pw = (wm * 32 + g) * {Row} + 2 * tq, pw0 = ((wn << 2) ^ g) << 3, pw1 = (((wn << 2) + 1) ^ g) << 3, pw2 = (((wn << 2) + 2) ^ g) << 3, pw3 = (((wn << 2) + 3) ^ g) << 3;");
+        w.Line("bool exact = a.Mask.Spans(docs, 0, 0).Exact;");
         w.Line("float sl = a.ScaleLog2;");
         w.Line($"long dqStride = (long)a.Heads * {d};");
         w.Line("for (int n = 0; n < steps; n++)");
         using (w.Block())
         {
             StepOf(w, d, "n", "");
-            w.Line($"int qS = {bufS} + (n & 1) * {bufShorts}, oS = qS + {HalfQ * d};");
-            // Prefetch the next step's Q and dO halves into the other buffer (free since the last step's second
-            // barrier), and one of its staged values per thread (LSE, Δ, key spans) into a register, stored at the
-            // step's end.
-            w.Line("uint staged = 0;");
+            w.Line($"int qS = {bufS} + (n & 1) * {bufShorts}, oS = qS + {StepQ * d};");
+            // Every warp is past the last step here: the other Q/dO buffer and value buffer are free for the next step.
+            w.Line("TC.WaitAsync0();");
+            w.Line("Group.Barrier();");
+            w.Line("uint staged0 = 0, staged1 = 0;");
             w.Line("if (n + 1 < steps)");
             using (w.Block())
             {
                 w.Line("int nn = n + 1;");
                 StepOf(w, d, "nn", "N");
                 w.Line($"int qSN = {bufS} + (nn & 1) * {bufShorts};");
-                LoadTile(w, d, HalfQ, "qSN", "q0N", "gq", "a.QOffset", "a.QStride", "qHeadN", BwdThreads);
-                LoadTile(w, d, HalfQ, $"qSN + {HalfQ * d}", "q0N", "gdo", "a.DOOffset", "a.DOStride", "qHeadN", BwdThreads);
-                w.Line($"if (tid < {StepValues}) staged = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hiN, q0N + (tid & {HalfQ - 1}), tid >> 5);");
+                LoadTile(w, d, StepQ, "qSN", "q0N", "gq", "a.QOffset", "a.QStride", "qHeadN", BwdThreads);
+                LoadTile(w, d, StepQ, $"qSN + {StepQ * d}", "q0N", "gdo", "a.DOOffset", "a.DOStride", "qHeadN", BwdThreads);
+                w.Line($"staged0 = {StageValue("N", 0)};");
+                w.Line($"if (tid < {StepValues - BwdThreads}) staged1 = {StageValue("N", BwdThreads)};");
             }
             w.Line("TC.CommitAsync();");
-            w.Line($"bool partial = (entry & 3) == (int)TileKind.Partial || q0 + {HalfQ} > seq || k0 + {BwdKeys} > seq;");
-            w.Line("TC.WaitAsync1();");
-            w.Line("Group.Barrier();");
-            w.Line($"int vals = {valS} + (n & 1) * {StepValues}, valsLane = 2 * vals + 4 * tq, dsB = {dsS} + (n & 1) * {dsShorts};");
-            // S^T = K·Q^T and dP^T = V·dO^T: M = the warp's 16 keys, N = 32 queries, K = D.
-            for (int j = 0; j < 4; j++) w.Line($"F4 st{j} = default, dp{j} = default;");
-            for (int s = 0; s < ks; s++)
+            w.Line($"bool partial = (entry & 3) == (int)TileKind.Partial || q0 + {StepQ} > seq || k0 + {BwdKeys} > seq;");
+            w.Line($"int vals = {valS} + (n & 1) * {2 * StepValues};");
+            // S = Q·K^T, then dP = dO·V^T: M = the warp's 32 queries (2 tiles), N = its 32 keys (4 tiles), K = D.
+            foreach (var (acc, aS, bS) in new[] { ("s", "qS", I(kS)), ("dp", "oS", I(vS)) })
             {
-                w.Line($"{{ int ca = {Chunk("ca", s)}, cb = {Chunk("cb", s)};");
-                w.Line($"  U4 kf = TC.LoadMatrix(ref sm, {kS} + aRowOff + ca); U4 vf = TC.LoadMatrix(ref sm, {vS} + aRowOff + ca);");
-                for (int jp = 0; jp < 2; jp++)
+                for (int mi = 0; mi < 2; mi++) w.Line($"F4 {acc}{mi}0 = default, {acc}{mi}1 = default, {acc}{mi}2 = default, {acc}{mi}3 = default;");
+                for (int s = 0; s < ks; s++)
                 {
-                    w.Line($"  {{ U4 qf = TC.LoadMatrix(ref sm, qS + {jp * 16 * d} + bRowOff + cb); st{2 * jp} = TC.Mma(kf, qf.X, qf.Y, st{2 * jp}); st{2 * jp + 1} = TC.Mma(kf, qf.Z, qf.W, st{2 * jp + 1}); }}");
-                    w.Line($"  {{ U4 of = TC.LoadMatrix(ref sm, oS + {jp * 16 * d} + bRowOff + cb); dp{2 * jp} = TC.Mma(vf, of.X, of.Y, dp{2 * jp}); dp{2 * jp + 1} = TC.Mma(vf, of.Z, of.W, dp{2 * jp + 1}); }}");
+                    w.Line($"{{ U4 fa0 = TC.LoadMatrix(ref sm, {aS} + aRow + {Chunk("ca", s)}), fa1 = TC.LoadMatrix(ref sm, {aS} + aRow + {16 * d} + {Chunk("ca", s)});");
+                    w.Line($"  U4 fb0 = TC.LoadMatrix(ref sm, {bS} + bRow + {Chunk("cb", s)}), fb1 = TC.LoadMatrix(ref sm, {bS} + bRow + {16 * d} + {Chunk("cb", s)});");
+                    for (int mi = 0; mi < 2; mi++)
+                        w.Line($"  {acc}{mi}0 = TC.Mma(fa{mi}, fb0.X, fb0.Y, {acc}{mi}0); {acc}{mi}1 = TC.Mma(fa{mi}, fb0.Z, fb0.W, {acc}{mi}1); " +
+                               $"{acc}{mi}2 = TC.Mma(fa{mi}, fb1.X, fb1.Y, {acc}{mi}2); {acc}{mi}3 = TC.Mma(fa{mi}, fb1.Z, fb1.W, {acc}{mi}3);");
+                    w.Line("}");
+                }
+            }
+            // P = exp2(S·scale·log2 e − lse₂(q)), dS = P ∘ (dP − Δ(q)) for queries 32·wm + 16·mi + g (+ 8) and keys
+            // 32·wn + 8·nj + 2·tq (+ 1). Masked pairs (and queries or keys past the end, whose rows were zero-filled) get
+            // P = 0, hence dS = 0. Both go to shared memory as bf16 pairs.
+            for (int mi = 0; mi < 2; mi++)
+            {
+                w.Line("{");
+                for (int h = 0; h < 2; h++)
+                {
+                    int r = 16 * mi + 8 * h;
+                    w.Line($"  int vr{h} = vals + 2 * (wm * 32 + g + {r});");
+                    w.Line($"  float lse{h} = Interop.IntAsFloat(TC.LoadShared32(ref sm, vr{h})), dl{h} = Interop.IntAsFloat(TC.LoadShared32(ref sm, vr{h} + {2 * StepQ}));");
+                }
+                for (int nj = 0; nj < 4; nj++)
+                {
+                    string sv = $"s{mi}{nj}", dv = $"dp{mi}{nj}";
+                    w.Line($"  {{ float p0 = TC.Exp2({sv}.X * sl - lse0), p1 = TC.Exp2({sv}.Y * sl - lse0), p2 = TC.Exp2({sv}.Z * sl - lse1), p3 = TC.Exp2({sv}.W * sl - lse1);");
+                    w.Line("    if (partial)");
+                    w.Line("    {");
+                    w.Line($"      int kx = k0 + wn * 32 + {8 * nj} + 2 * tq, ky = kx + 1, qx = q0 + wm * 32 + g + {16 * mi}, qy = qx + 8;");
+                    w.Line("      bool inX = kx < seq, inY = ky < seq, inQx = qx < seq, inQy = qy < seq;");
+                    w.Line("      if (exact)");
+                    w.Line("      {");
+                    w.Line($"        int lx0 = (int)TC.LoadShared32(ref sm, vr0 + {4 * StepQ}), hx0 = (int)TC.LoadShared32(ref sm, vr0 + {6 * StepQ}), lx1 = (int)TC.LoadShared32(ref sm, vr0 + {8 * StepQ}), hx1 = (int)TC.LoadShared32(ref sm, vr0 + {10 * StepQ});");
+                    w.Line($"        int ly0 = (int)TC.LoadShared32(ref sm, vr1 + {4 * StepQ}), hy0 = (int)TC.LoadShared32(ref sm, vr1 + {6 * StepQ}), ly1 = (int)TC.LoadShared32(ref sm, vr1 + {8 * StepQ}), hy1 = (int)TC.LoadShared32(ref sm, vr1 + {10 * StepQ});");
+                    w.Line("        p0 = inQx & inX & RowSpans.Contains(kx, lx0, hx0, lx1, hx1) ? p0 : 0f; p1 = inQx & inY & RowSpans.Contains(ky, lx0, hx0, lx1, hx1) ? p1 : 0f;");
+                    w.Line("        p2 = inQy & inX & RowSpans.Contains(kx, ly0, hy0, ly1, hy1) ? p2 : 0f; p3 = inQy & inY & RowSpans.Contains(ky, ly0, hy0, ly1, hy1) ? p3 : 0f;");
+                    w.Line("      }");
+                    w.Line("      else");
+                    w.Line("      {");
+                    w.Line("        int dx = docs.IndexOf(inX ? kx : seq - 1), dy = docs.IndexOf(inY ? ky : seq - 1), dqx = docs.IndexOf(inQx ? qx : seq - 1), dqy = docs.IndexOf(inQy ? qy : seq - 1);");
+                    w.Line("        if (!(inQx && inX && a.Mask.Allows(docs, qx, kx, dqx, dx))) p0 = 0f; if (!(inQx && inY && a.Mask.Allows(docs, qx, ky, dqx, dy))) p1 = 0f;");
+                    w.Line("        if (!(inQy && inX && a.Mask.Allows(docs, qy, kx, dqy, dx))) p2 = 0f; if (!(inQy && inY && a.Mask.Allows(docs, qy, ky, dqy, dy))) p3 = 0f;");
+                    w.Line("      }");
+                    w.Line("    }");
+                    w.Line($"    int at = pw + {16 * mi * Row} + pw{nj};");
+                    w.Line($"    TC.StoreShared32(ref sm, {pS} + at, TC.Pack(p0, p1)); TC.StoreShared32(ref sm, {pS + 8 * Row} + at, TC.Pack(p2, p3));");
+                    w.Line($"    TC.StoreShared32(ref sm, {dsS} + at, TC.Pack(p0 * ({dv}.X - dl0), p1 * ({dv}.Y - dl0))); TC.StoreShared32(ref sm, {dsS + 8 * Row} + at, TC.Pack(p2 * ({dv}.Z - dl1), p3 * ({dv}.W - dl1))); }}");
                 }
                 w.Line("}");
             }
-            // P^T = exp2(S^T·scale·log2 e − lse₂(q)), dS^T = P^T ∘ (dP^T − Δ(q)); queries 8j + 2tq + e. Masked pairs
-            // (and queries past the end, whose rows were zero-filled) get P = 0, hence dS = 0.
-            for (int j = 0; j < 4; j++)
-                for (int e = 0; e < 2; e++)
-                {
-                    string lo = e == 0 ? "X" : "Y", hi = e == 0 ? "Z" : "W";
-                    string at = $"{8 * j + e} + 2 * tq";
-                    w.Line($"{{ float lse = Interop.IntAsFloat(TC.LoadShared32(ref sm, valsLane + {2 * (8 * j + e)})), dl = Interop.IntAsFloat(TC.LoadShared32(ref sm, valsLane + {2 * (HalfQ + 8 * j + e)}));");
-                    w.Line($"  float pa = TC.Exp2(st{j}.{lo} * sl - lse), pb = TC.Exp2(st{j}.{hi} * sl - lse);");
-                    w.Line($"  if (partial) {{ int q = q0 + {at}; bool inQ = q < seq; if (exact) {{ int lo0 = (int)sv32[vals + {2 * HalfQ} + {at}], hi0 = (int)sv32[vals + {3 * HalfQ} + {at}], " +
-                           $"lo1 = (int)sv32[vals + {4 * HalfQ} + {at}], hi1 = (int)sv32[vals + {5 * HalfQ} + {at}]; " +
-                           "pa = inQ & ka < seq & RowSpans.Contains(ka, lo0, hi0, lo1, hi1) ? pa : 0f; pb = inQ & kb < seq & RowSpans.Contains(kb, lo0, hi0, lo1, hi1) ? pb : 0f; } " +
-                           "else { int dq = docs.IndexOf(inQ ? q : seq - 1); if (!(inQ && ka < seq && a.Mask.Allows(docs, q, ka, dq, docKa))) pa = 0f; if (!(inQ && kb < seq && a.Mask.Allows(docs, q, kb, dq, docKb))) pb = 0f; } }");
-                    w.Line($"  st{j}.{lo} = pa; st{j}.{hi} = pb; dp{j}.{lo} = pa * (dp{j}.{lo} - dl); dp{j}.{hi} = pb * (dp{j}.{hi} - dl); }}");
-                }
-            for (int t = 0; t < 2; t++)
-            {
-                w.Line(PackA("pt", "st", t));
-                w.Line(PackA("ds", "dp", t));
-            }
-            // dS^T to shared memory [keys][32 queries], 16-byte chunks swizzled by (key / 2) % 4.
-            for (int t = 0; t < 2; t++)
-            {
-                // X: key row g, queries of n-tile 2t; Y: row g + 8, 2t; Z: row g, 2t + 1; W: row g + 8, 2t + 1.
-                foreach (var (reg, r8, dj) in new[] { ("X", 0, 0), ("Y", 1, 0), ("Z", 0, 1), ("W", 1, 1) })
-                {
-                    int j = 2 * t + dj;
-                    w.Line($"TC.StoreShared32(ref sm, dsB + dsWrite + {r8 * 8 * HalfQ} + dsc{j}, ds{t}.{reg});");
-                }
-            }
-            // dV += P^T·dO and dK += dS^T·Q: M = 16 keys, N = D, K = 32 queries.
-            for (int bp = 0; bp < nt / 2; bp++)
-                for (int t = 0; t < 2; t++)
-                {
-                    w.Line($"{{ int c = {Chunk("ct", bp)};");
-                    w.Line($"  U4 of = TC.LoadMatrixTransposed(ref sm, oS + {t * 16 * d} + tRowOff + c); dv{2 * bp} = TC.Mma(pt{t}, of.X, of.Y, dv{2 * bp}); dv{2 * bp + 1} = TC.Mma(pt{t}, of.Z, of.W, dv{2 * bp + 1});");
-                    w.Line($"  U4 qf = TC.LoadMatrixTransposed(ref sm, qS + {t * 16 * d} + tRowOff + c); dk{2 * bp} = TC.Mma(ds{t}, qf.X, qf.Y, dk{2 * bp}); dk{2 * bp + 1} = TC.Mma(ds{t}, qf.Z, qf.W, dk{2 * bp + 1}); }}");
-                }
             w.Line("Group.Barrier();");
-            // dQ += dS·K: M = 16 queries (qw), N = D/4 (dBase), K = the group's keys.
-            for (int b = 0; b < dqTiles; b++) w.Line($"F4 dq{b} = default;");
+            // dV += P^T·dO and dK += dS^T·Q: M = the warp's 32 keys (2 tiles), N = its D/2 dims, K = the step's 64 queries.
+            for (int t = 0; t < StepQ / 16; t++)
+            {
+                w.Line($"{{ U4 pa0 = TC.LoadMatrixTransposed(ref sm, {pS + 16 * t * Row} + pRowT + pc0), pa1 = TC.LoadMatrixTransposed(ref sm, {pS + 16 * t * Row} + pRowT + pc1);");
+                w.Line($"  U4 sa0 = TC.LoadMatrixTransposed(ref sm, {dsS + 16 * t * Row} + pRowT + pc0), sa1 = TC.LoadMatrixTransposed(ref sm, {dsS + 16 * t * Row} + pRowT + pc1);");
+                for (int bp = 0; bp < nKV / 2; bp++)
+                {
+                    w.Line($"  {{ U4 of = TC.LoadMatrixTransposed(ref sm, oS + {16 * t * d} + tRow + ct{bp}), qf = TC.LoadMatrixTransposed(ref sm, qS + {16 * t * d} + tRow + ct{bp});");
+                    for (int mi = 0; mi < 2; mi++)
+                        w.Line($"    dv{mi}{2 * bp} = TC.Mma(pa{mi}, of.X, of.Y, dv{mi}{2 * bp}); dv{mi}{2 * bp + 1} = TC.Mma(pa{mi}, of.Z, of.W, dv{mi}{2 * bp + 1}); " +
+                               $"dk{mi}{2 * bp} = TC.Mma(sa{mi}, qf.X, qf.Y, dk{mi}{2 * bp}); dk{mi}{2 * bp + 1} = TC.Mma(sa{mi}, qf.Z, qf.W, dk{mi}{2 * bp + 1});");
+                    w.Line("  }");
+                }
+                w.Line("}");
+            }
+            // dQ += dS·K: M = the warp's 32 queries (2 tiles), N = its D/4 dims, K = the group's 128 keys.
+            for (int mi = 0; mi < 2; mi++)
+                for (int b = 0; b < nQ; b++) w.Line($"F4 dq{mi}{b} = default;");
             for (int t = 0; t < BwdKeys / 16; t++)
             {
-                w.Line($"{{ U4 af = TC.LoadMatrixTransposed(ref sm, dsB + dsRead + {16 * t * HalfQ});");
-                for (int bp = 0; bp < dqTiles / 2; bp++)
-                    w.Line($"  {{ U4 kf = TC.LoadMatrixTransposed(ref sm, {kS + t * 16 * d} + tRowOff + ((((dBase >> 3) + {2 * bp} + tHalf) ^ sw) << 3)); dq{2 * bp} = TC.Mma(af, kf.X, kf.Y, dq{2 * bp}); dq{2 * bp + 1} = TC.Mma(af, kf.Z, kf.W, dq{2 * bp + 1}); }}");
+                w.Line($"{{ U4 da0 = TC.LoadMatrix(ref sm, {dsS} + dsRowA + {Chunk("ca", t)}), da1 = TC.LoadMatrix(ref sm, {dsS + 16 * Row} + dsRowA + {Chunk("ca", t)});");
+                for (int bp = 0; bp < nQ / 2; bp++)
+                {
+                    w.Line($"  {{ U4 kf = TC.LoadMatrixTransposed(ref sm, {kS + 16 * t * d} + tRow + cq{bp});");
+                    for (int mi = 0; mi < 2; mi++)
+                        w.Line($"    dq{mi}{2 * bp} = TC.Mma(da{mi}, kf.X, kf.Y, dq{mi}{2 * bp}); dq{mi}{2 * bp + 1} = TC.Mma(da{mi}, kf.Z, kf.W, dq{mi}{2 * bp + 1});");
+                    w.Line("  }");
+                }
                 w.Line("}");
             }
-            w.Line("{ int qa = q0 + qw + g, qb = qa + 8;");
-            w.Line("  if (qa < seq) { long o = (rowTok + qa) * dqStride + qHead + dBase + 2 * tq;");
-            for (int b = 0; b < dqTiles; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{b}.X); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{b}.Y);");
-            w.Line("  }");
-            w.Line("  if (qb < seq) { long o = (rowTok + qb) * dqStride + qHead + dBase + 2 * tq;");
-            for (int b = 0; b < dqTiles; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{b}.Z); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{b}.W);");
-            w.Line("  }");
-            w.Line("}");
-            // No barrier ends the step: the next step writes the other dS^T buffer, its prefetch fills the Q/dO buffer
-            // that every warp finished with before this step's second barrier, and its staged values are read after
-            // its first barrier.
-            w.Line($"if (tid < {StepValues} && n + 1 < steps) sv32[{valS} + ((n + 1) & 1) * {StepValues} + tid] = staged;");
+            for (int mi = 0; mi < 2; mi++)
+            {
+                w.Line($"{{ int qx = q0 + wq * 32 + {16 * mi} + g, qy = qx + 8;");
+                w.Line($"  if (qx < seq) {{ long o = (rowTok + qx) * dqStride + qHead + wc * {d / 4} + 2 * tq;");
+                for (int b = 0; b < nQ; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{mi}{b}.X); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{mi}{b}.Y);");
+                w.Line("  }");
+                w.Line($"  if (qy < seq) {{ long o = (rowTok + qy) * dqStride + qHead + wc * {d / 4} + 2 * tq;");
+                for (int b = 0; b < nQ; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{mi}{b}.Z); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{mi}{b}.W);");
+                w.Line("  }");
+                w.Line("}");
+            }
+            w.Line("if (n + 1 < steps)");
+            using (w.Block())
+            {
+                w.Line($"int next = {valS} + ((n + 1) & 1) * {2 * StepValues};");
+                w.Line("TC.StoreShared32(ref sm, next + 2 * tid, staged0);");
+                w.Line($"if (tid < {StepValues - BwdThreads}) TC.StoreShared32(ref sm, next + {2 * BwdThreads} + 2 * tid, staged1);");
+            }
         }
         w.Line("var dk32 = a.DK.Cast<uint>();");
         w.Line("var dv32 = a.DV.Cast<uint>();");
         w.Line("float scale = a.Scale;");
         w.Line($"long kvStride = (long)a.KvHeads * {d};");
-        w.Line("if (ka < seq)");
-        using (w.Block())
+        for (int mi = 0; mi < 2; mi++)
         {
-            w.Line("long o = ((rowTok + ka) * kvStride + kvHead + 2 * tq) >> 1;");
-            for (int b = 0; b < nt; b++) w.Line($"dk32[o + {4 * b}] = TC.Pack(dk{b}.X * scale, dk{b}.Y * scale); dv32[o + {4 * b}] = TC.Pack(dv{b}.X, dv{b}.Y);");
-        }
-        w.Line("if (kb < seq)");
-        using (w.Block())
-        {
-            w.Line("long o = ((rowTok + kb) * kvStride + kvHead + 2 * tq) >> 1;");
-            for (int b = 0; b < nt; b++) w.Line($"dk32[o + {4 * b}] = TC.Pack(dk{b}.Z * scale, dk{b}.W * scale); dv32[o + {4 * b}] = TC.Pack(dv{b}.Z, dv{b}.W);");
+            w.Line($"{{ int kx = k0 + wk * 32 + {16 * mi} + g, ky = kx + 8;");
+            w.Line($"  if (kx < seq) {{ long o = ((rowTok + kx) * kvStride + kvHead + wd * {d / 2} + 2 * tq) >> 1;");
+            for (int b = 0; b < nKV; b++) w.Line($"    dk32[o + {4 * b}] = TC.Pack(dk{mi}{b}.X * scale, dk{mi}{b}.Y * scale); dv32[o + {4 * b}] = TC.Pack(dv{mi}{b}.X, dv{mi}{b}.Y);");
+            w.Line("  }");
+            w.Line($"  if (ky < seq) {{ long o = ((rowTok + ky) * kvStride + kvHead + wd * {d / 2} + 2 * tq) >> 1;");
+            for (int b = 0; b < nKV; b++) w.Line($"    dk32[o + {4 * b}] = TC.Pack(dk{mi}{b}.Z * scale, dk{mi}{b}.W * scale); dv32[o + {4 * b}] = TC.Pack(dv{mi}{b}.Z, dv{mi}{b}.W);");
+            w.Line("  }");
+            w.Line("}");
         }
     }
 }

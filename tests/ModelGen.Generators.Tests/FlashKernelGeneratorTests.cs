@@ -37,8 +37,9 @@ public class FlashKernelGeneratorTests
         Assert.True(forward >= 0 && backward > forward);
         int mmaForward = CountOf(text[forward..backward], "TC.Mma(");
         Assert.Equal(4 * 4 * 2 + 8 * 4, mmaForward);
-        // Backward per 32-query half: S^T and dP^T 2·4·(64/16), dV and dK 2·8·2, dQ over the group's 128 keys (128/16)·2.
-        Assert.Equal(2 * 4 * 4 + 2 * 8 * 2 + 8 * 2, CountOf(text[backward..], "TC.Mma("));
+        // Backward per 64-query step, each warp: S and dP 2·(2·4)·(64/16) (32×32 blocks), dV and dK 2·(2·4)·(64/16) (32 keys
+        // × 32 dims over 64 queries), dQ (2·2)·(128/16) (32 queries × 16 dims over the group's 128 keys).
+        Assert.Equal(2 * 8 * 4 + 2 * 8 * 4 + 4 * 8, CountOf(text[backward..], "TC.Mma("));
         Assert.DoesNotContain("for (int s", text, StringComparison.Ordinal);
     }
 
