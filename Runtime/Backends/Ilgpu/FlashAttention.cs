@@ -20,12 +20,25 @@ public sealed class FlashAttention(GpuDevice device)
     private readonly Action<AcceleratorStream, Index1D, DeltaArgs> _delta = device.Kernel<DeltaArgs>(FlashKernels.Delta);
     private readonly Action<AcceleratorStream, Index1D, ScaleArgs> _scale = device.Kernel<ScaleArgs>(FlashKernels.ScaleToBf16);
 
+    /// <summary>
+    /// Why the forward (or, with <paramref name="backward"/>, the backward) kernel of <paramref name="headDim"/> cannot run
+    /// on a device that lets a group use <paramref name="limit"/> bytes of shared memory (null: no limit known), or null.
+    /// </summary>
+    public static string? SharedMemoryProblem(int headDim, int? limit, bool backward)
+    {
+        int needed = backward ? FlashKernels.BackwardSharedBytes(headDim) : FlashKernels.ForwardSharedBytes(headDim);
+        return limit is int max && max < needed
+            ? $"the flash {(backward ? "backward" : "forward")} kernel for head dim {headDim} needs {needed} bytes of shared memory per group, the device allows {max}"
+            : null;
+    }
+
     /// <summary>Whether kernels exist for <paramref name="headDim"/>.</summary>
     public static bool Supports(int headDim) => Array.IndexOf(FlashKernels.HeadDims, headDim) >= 0;
 
     /// <summary>
     /// Why the flash kernels cannot run these operands on <paramref name="device"/>, or null when they can: head
-    /// dimension, 32-lane warps (the mma fragment layout), groups of 256 threads, 64-token tiles, and 16-byte aligned rows.
+    /// dimension, 32-lane warps (the mma fragment layout), groups of 256 threads, 64-token tiles, the forward kernel's shared
+    /// memory, and 16-byte aligned rows.
     /// </summary>
     public static string? Unsupported(GpuDevice device, int headDim, GpuBatch batch, params HeadLayout[] layouts)
     {
@@ -35,6 +48,7 @@ public sealed class FlashAttention(GpuDevice device)
         if (device.Accelerator.MaxNumThreadsPerGroup < threads)
             return $"flash kernels need groups of {threads} threads, the accelerator allows {device.Accelerator.MaxNumThreadsPerGroup} (on the CPU accelerator: GpuDevice.Open(GpuKind.Cpu, cpuWarpsPerGroup: 8))";
         if (batch.TileQ != FlashKernels.Tile || batch.TileK != FlashKernels.Tile) return $"flash kernels need {FlashKernels.Tile}-token tiles, the batch has {batch.TileQ}×{batch.TileK}";
+        if (SharedMemoryProblem(headDim, device.MaxSharedBytesPerGroup, backward: false) is { } memory) return memory;
         foreach (var l in layouts)
         {
             if (l.HeadStride != headDim) return $"flash kernels need heads packed along the token row (head stride {l.HeadStride} ≠ {headDim})";
@@ -104,6 +118,7 @@ public sealed class FlashAttention(GpuDevice device)
         where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o, dO);
+        if (SharedMemoryProblem(headDim, device.MaxSharedBytesPerGroup, backward: true) is { } memory) throw new NotSupportedException($"flash attention: {memory}");
         var (_, columns) = CurrentLists(batch, headDim);
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;

@@ -46,7 +46,8 @@ public sealed class GpuDevice : IDisposable
 
     /// <summary>Device name and memory, for logs.</summary>
     public string Description => Kind == GpuKind.Cuda
-        ? $"{Accelerator.Name} ({Accelerator.MemorySize / (1024.0 * 1024 * 1024):F0} GiB, {((CudaAccelerator)Accelerator).Architecture})"
+        ? $"{Accelerator.Name} ({Accelerator.MemorySize / (1024.0 * 1024 * 1024):F0} GiB, {((CudaAccelerator)Accelerator).Architecture}, " +
+          $"{(MaxSharedBytesPerGroup is int shared ? $"{shared / 1024} KB" : "unknown")} shared memory per group)"
         : $"ILGPU CPU accelerator ({Accelerator.WarpSize}-lane warps)";
 
     /// <summary>
@@ -170,12 +171,31 @@ public sealed class GpuDevice : IDisposable
                 return loaded.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TArgs>>();
             }, (Accelerator, Bytes: dynamicSharedBytes));
 
+    /// <summary>
+    /// Most dynamic shared memory a kernel group may opt into on this CUDA device, bytes
+    /// (<c>CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN</c>: 227 KB on the H100/H200, 163 KB on the A100, 99 KB
+    /// on the RTX 30 and 40 series); null on the CPU accelerator, which sets no such limit, or when the driver does not say.
+    /// </summary>
+    public int? MaxSharedBytesPerGroup => _maxSharedBytes ??= Accelerator is CudaAccelerator cuda ? CudaDriver.OptInSharedBytes(cuda.DeviceId) : null;
+
+    private int? _maxSharedBytes;
+
     private static class CudaDriver
     {
         public const int MaxDynamicSharedSizeBytes = 8; // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        private const int MaxSharedMemoryPerBlockOptin = 97; // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
 
         [System.Runtime.InteropServices.DllImport("cuda")]
         public static extern int cuFuncSetAttribute(IntPtr function, int attribute, int value);
+
+        [System.Runtime.InteropServices.DllImport("cuda")]
+        private static extern int cuDeviceGet(out int device, int ordinal);
+
+        [System.Runtime.InteropServices.DllImport("cuda")]
+        private static extern int cuDeviceGetAttribute(out int value, int attribute, int device);
+
+        public static int? OptInSharedBytes(int ordinal) =>
+            cuDeviceGet(out int device, ordinal) == 0 && cuDeviceGetAttribute(out int bytes, MaxSharedMemoryPerBlockOptin, device) == 0 ? bytes : null;
     }
 
     /// <summary>Number of kernels compiled so far (each specialization once).</summary>

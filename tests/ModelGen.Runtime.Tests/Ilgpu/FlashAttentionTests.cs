@@ -104,6 +104,29 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         }
     }
 
+    [Fact]
+    public void Kernels_that_need_more_shared_memory_than_the_device_allows_are_refused_with_the_sizes()
+    {
+        // Opt-in limits per group: H100/H200 227 KB, A100 163 KB, RTX 30/40 series 99 KB; the CPU accelerator sets none.
+        const int hopper = 227 * 1024, a100 = 163 * 1024, rtx = 99 * 1024;
+        foreach (int d in FlashKernels.HeadDims)
+        {
+            Assert.Null(FlashAttention.SharedMemoryProblem(d, hopper, backward: false));
+            Assert.Null(FlashAttention.SharedMemoryProblem(d, hopper, backward: true));
+            Assert.Null(FlashAttention.SharedMemoryProblem(d, a100, backward: true));
+            Assert.Null(FlashAttention.SharedMemoryProblem(d, null, backward: true));
+            Assert.Null(FlashAttention.SharedMemoryProblem(d, rtx, backward: false));
+        }
+        Assert.Null(FlashAttention.SharedMemoryProblem(64, rtx, backward: true));
+        string why = Assert.IsType<string>(FlashAttention.SharedMemoryProblem(128, rtx, backward: true));
+        Assert.Contains("backward kernel for head dim 128", why, StringComparison.Ordinal);
+        Assert.Contains($"needs {FlashKernels.BackwardSharedBytes(128)} bytes", why, StringComparison.Ordinal);
+        Assert.Contains($"allows {rtx}", why, StringComparison.Ordinal);
+        using var batch = new GpuBatch(cpu.Device, 1, 64);
+        Assert.Null(cpu.Device.MaxSharedBytesPerGroup);
+        Assert.Null(FlashAttention.Unsupported(cpu.Device, 128, batch, HeadLayout.Packed(64, 128, 0, 1, 128)));
+    }
+
     public static IEnumerable<object[]> Cases() =>
     [
         [64, MaskKind.Causal, 100, 4, 2],
