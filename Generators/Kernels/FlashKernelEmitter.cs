@@ -325,8 +325,9 @@ internal static class FlashKernelEmitter
     }
 
     /// <summary>
-    /// Stages the step values of the step in locals suffixed <paramref name="suffix"/>: thread t holds values t and t + 256
-    /// (<see cref="StepValues"/> of them: value v is kind v / 64 of query v % 64).
+    /// The expression of step value <c>tid + <paramref name="plus"/></c> of the step whose locals have the suffix
+    /// <paramref name="suffix"/>: value v is kind v / 64 of query v % 64, so thread t stages values t and t + 256 of the
+    /// <see cref="StepValues"/>.
     /// </summary>
     private static string StageValue(string suffix, int plus) =>
         $"FlashKernels.StepValue(a, docs, row, kvh * groupSize + hi{suffix}, q0{suffix} + (tid & {StepQ - 1}), (tid + {plus}) >> 6)";
