@@ -256,20 +256,12 @@ internal static class FlashKernelEmitter
         w.Line("l1 += Warp.ShuffleXor(l1, 1); l1 += Warp.ShuffleXor(l1, 2);");
         w.Line("float i0 = l0 > 0f ? 1f / l0 : 0f, i1 = l1 > 0f ? 1f / l1 : 0f;");
         w.Line("var o32 = a.O.Cast<uint>();");
-        w.Line("if (qa < seq)");
-        using (w.Block())
+        FragmentRows(w, "qa", "qb", (r, q, lo, hi) =>
         {
-            w.Line($"long ob = (a.OOffset + (rowTok + qa) * a.OStride + qHead + 2 * tq) >> 1;");
-            for (int b = 0; b < nt; b++) w.Line($"o32[ob + {4 * b}] = TC.Pack(o{b}.X * i0, o{b}.Y * i0);");
-            w.Line("if (tq == 0 && a.Lse.Length > 0) a.Lse[((long)row * a.Heads + h) * seq + qa] = l0 > 0f ? (m0 + TC.Log2(l0)) * 0.6931471805599453f : float.NegativeInfinity;");
-        }
-        w.Line("if (qb < seq)");
-        using (w.Block())
-        {
-            w.Line($"long ob = (a.OOffset + (rowTok + qb) * a.OStride + qHead + 2 * tq) >> 1;");
-            for (int b = 0; b < nt; b++) w.Line($"o32[ob + {4 * b}] = TC.Pack(o{b}.Z * i1, o{b}.W * i1);");
-            w.Line("if (tq == 0 && a.Lse.Length > 0) a.Lse[((long)row * a.Heads + h) * seq + qb] = l1 > 0f ? (m1 + TC.Log2(l1)) * 0.6931471805599453f : float.NegativeInfinity;");
-        }
+            w.Line($"long ob = (a.OOffset + (rowTok + {q}) * a.OStride + qHead + 2 * tq) >> 1;");
+            for (int b = 0; b < nt; b++) w.Line($"o32[ob + {4 * b}] = TC.Pack(o{b}.{lo} * i{r}, o{b}.{hi} * i{r});");
+            w.Line($"if (tq == 0 && a.Lse.Length > 0) a.Lse[((long)row * a.Heads + h) * seq + {q}] = l{r} > 0f ? (m{r} + TC.Log2(l{r})) * 0.6931471805599453f : float.NegativeInfinity;");
+        });
     }
 
     /// <summary>Forward shared memory in bf16 elements: the group's Q rows, two buffers of K and V tiles, the queries' key spans (4 ints each).</summary>
@@ -299,6 +291,21 @@ internal static class FlashKernelEmitter
 
     /// <summary>The element offset of chunk pair <paramref name="s"/> (chunk 2s + half) from <see cref="Swizzles"/>' locals.</summary>
     private static string Chunk(string name, int s) => s < 4 ? $"{name}{s}" : $"({name}{s & 3} + {64 * (s >> 2)})";
+
+    /// <summary>
+    /// Writes out the two rows an accumulator fragment holds in each lane (g in fields X, Y; g + 8 in Z, W), each in a
+    /// block guarded by <c>row &lt; seq</c>: <paramref name="body"/> gets the row's index (0, 1), its local
+    /// (<paramref name="first"/> or <paramref name="second"/>) and its two field names.
+    /// </summary>
+    private static void FragmentRows(CodeWriter w, string first, string second, Action<int, string, string, string> body)
+    {
+        for (int r = 0; r < 2; r++)
+        {
+            string row = r == 0 ? first : second;
+            w.Line($"if ({row} < seq)");
+            using (w.Block()) body(r, row, r == 0 ? "X" : "Z", r == 0 ? "Y" : "W");
+        }
+    }
 
     private static string Chain(string op, int count, Func<int, string> term)
     {
@@ -507,12 +514,11 @@ internal static class FlashKernelEmitter
             for (int mi = 0; mi < 2; mi++)
             {
                 w.Line($"{{ int qx = q0 + wq * 32 + {16 * mi} + g, qy = qx + 8;");
-                w.Line($"  if (qx < seq) {{ long o = (rowTok + qx) * dqStride + qHead + wc * {d / 4} + 2 * tq;");
-                for (int b = 0; b < nQ; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{mi}{b}.X); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{mi}{b}.Y);");
-                w.Line("  }");
-                w.Line($"  if (qy < seq) {{ long o = (rowTok + qy) * dqStride + qHead + wc * {d / 4} + 2 * tq;");
-                for (int b = 0; b < nQ; b++) w.Line($"    Atomic.Add(ref a.DQ[o + {8 * b}], dq{mi}{b}.Z); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{mi}{b}.W);");
-                w.Line("  }");
+                FragmentRows(w, "qx", "qy", (_, q, lo, hi) =>
+                {
+                    w.Line($"long o = (rowTok + {q}) * dqStride + qHead + wc * {d / 4} + 2 * tq;");
+                    for (int b = 0; b < nQ; b++) w.Line($"Atomic.Add(ref a.DQ[o + {8 * b}], dq{mi}{b}.{lo}); Atomic.Add(ref a.DQ[o + {8 * b + 1}], dq{mi}{b}.{hi});");
+                });
                 w.Line("}");
             }
             w.Line("if (n + 1 < steps)");
@@ -530,12 +536,11 @@ internal static class FlashKernelEmitter
         for (int mi = 0; mi < 2; mi++)
         {
             w.Line($"{{ int kx = k0 + wk * 32 + {16 * mi} + g, ky = kx + 8;");
-            w.Line($"  if (kx < seq) {{ long o = ((rowTok + kx) * kvStride + kvHead + wd * {d / 2} + 2 * tq) >> 1;");
-            for (int b = 0; b < nKV; b++) w.Line($"    dk32[o + {4 * b}] = TC.Pack(dk{mi}{b}.X * scale, dk{mi}{b}.Y * scale); dv32[o + {4 * b}] = TC.Pack(dv{mi}{b}.X, dv{mi}{b}.Y);");
-            w.Line("  }");
-            w.Line($"  if (ky < seq) {{ long o = ((rowTok + ky) * kvStride + kvHead + wd * {d / 2} + 2 * tq) >> 1;");
-            for (int b = 0; b < nKV; b++) w.Line($"    dk32[o + {4 * b}] = TC.Pack(dk{mi}{b}.Z * scale, dk{mi}{b}.W * scale); dv32[o + {4 * b}] = TC.Pack(dv{mi}{b}.Z, dv{mi}{b}.W);");
-            w.Line("  }");
+            FragmentRows(w, "kx", "ky", (_, k, lo, hi) =>
+            {
+                w.Line($"long o = ((rowTok + {k}) * kvStride + kvHead + wd * {d / 2} + 2 * tq) >> 1;");
+                for (int b = 0; b < nKV; b++) w.Line($"dk32[o + {4 * b}] = TC.Pack(dk{mi}{b}.{lo} * scale, dk{mi}{b}.{hi} * scale); dv32[o + {4 * b}] = TC.Pack(dv{mi}{b}.{lo}, dv{mi}{b}.{hi});");
+            });
             w.Line("}");
         }
     }

@@ -223,20 +223,8 @@ public static class TensorCore
     /// <summary>A 64-bit global address: pointer + 2·element (converted from a generic pointer if need be).</summary>
     private static Registers.HardwareRegister GlobalAddress(PTXCodeGenerator cg, Value pointer, Value element)
     {
-        var basePointer = cg.LoadHardware(pointer);
         var result = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
-        using (var shift = cg.BeginCommand("shl.b64"))
-        {
-            shift.AppendArgument(result);
-            shift.AppendArgument(cg.EnsureHardwareRegister(cg.LoadPrimitive(element)));
-            shift.AppendConstant(1L);
-        }
-        using (var add = cg.BeginCommand("add.s64"))
-        {
-            add.AppendArgument(result);
-            add.AppendArgument(result);
-            add.AppendArgument(basePointer);
-        }
+        AddElementBytes(cg, result, cg.LoadHardware(pointer), element, wide: true);
         var space = ((PointerType)pointer.Type).AddressSpace;
         if (space == MemoryAddressSpace.Generic)
         {
@@ -287,21 +275,27 @@ public static class TensorCore
         {
             throw new InvalidOperationException($"TensorCore: expected a shared or generic pointer, got {space}");
         }
-        var offset = cg.AllocateRegister(BasicValueType.Int32, PTXRegisterKind.Int32);
-        using (var shift = cg.BeginCommand("shl.b32"))
+        AddElementBytes(cg, result, result, element, wide: false);
+        return result;
+    }
+
+    /// <summary><paramref name="target"/> = <paramref name="address"/> + 2·<paramref name="element"/> (bf16 elements to bytes), in 64-bit or 32-bit arithmetic.</summary>
+    private static void AddElementBytes(PTXCodeGenerator cg, Registers.HardwareRegister target, Registers.HardwareRegister address, Value element, bool wide)
+    {
+        var offset = wide ? cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64) : cg.AllocateRegister(BasicValueType.Int32, PTXRegisterKind.Int32);
+        using (var shift = cg.BeginCommand(wide ? "shl.b64" : "shl.b32"))
         {
             shift.AppendArgument(offset);
             shift.AppendArgument(cg.EnsureHardwareRegister(cg.LoadPrimitive(element)));
             shift.AppendConstant(1L);
         }
-        using (var add = cg.BeginCommand("add.s32"))
+        using (var add = cg.BeginCommand(wide ? "add.s64" : "add.s32"))
         {
-            add.AppendArgument(result);
-            add.AppendArgument(result);
+            add.AppendArgument(target);
+            add.AppendArgument(address);
             add.AppendArgument(offset);
         }
         cg.FreeRegister(offset);
-        return result;
     }
 
     private static void EmitLoadMatrix(PTXBackend backend, PTXCodeGenerator cg, Value value) => EmitMatrixLoad(cg, value, "ldmatrix.sync.aligned.m8n8.x4.shared.b16");
