@@ -42,9 +42,9 @@ public sealed class FlashAttention(GpuDevice device)
     /// </summary>
     public static string? Unsupported(GpuDevice device, int headDim, GpuBatch batch, params HeadLayout[] layouts)
     {
-        if (!Supports(headDim)) return $"no flash kernel for head dim {headDim} (generated: {string.Join(", ", FlashKernels.HeadDims)})";
+        if (!Supports(headDim)) return NoKernel(headDim);
         if (device.Accelerator.WarpSize != 32) return $"flash kernels need 32-lane warps, the accelerator has {device.Accelerator.WarpSize}";
-        int threads = Math.Max(2 * FlashKernels.ForwardQueries(headDim), FlashKernels.BackwardThreads);
+        int threads = Math.Max(ForwardThreads(headDim), FlashKernels.BackwardThreads);
         if (device.Accelerator.MaxNumThreadsPerGroup < threads)
             return $"flash kernels need groups of {threads} threads, the accelerator allows {device.Accelerator.MaxNumThreadsPerGroup} (on the CPU accelerator: GpuDevice.Open(GpuKind.Cpu, cpuWarpsPerGroup: 8))";
         if (batch.TileQ != FlashKernels.Tile || batch.TileK != FlashKernels.Tile) return $"flash kernels need {FlashKernels.Tile}-token tiles, the batch has {batch.TileQ}×{batch.TileK}";
@@ -66,7 +66,7 @@ public sealed class FlashAttention(GpuDevice device)
     /// </summary>
     public void BuildTileLists(GpuBatch batch, int headDim)
     {
-        if (!Supports(headDim)) throw new NotSupportedException($"flash attention: no flash kernel for head dim {headDim} (generated: {string.Join(", ", FlashKernels.HeadDims)})");
+        if (!Supports(headDim)) throw new NotSupportedException($"flash attention: {NoKernel(headDim)}");
         var (rows, columns) = batch.EnsureTileLists();
         int queries = FlashKernels.ForwardQueries(headDim);
         batch.TileListsVersion = batch.TileMapVersion;
@@ -96,7 +96,7 @@ public sealed class FlashAttention(GpuDevice device)
         var kernel = FlashKernels.ForwardKernel<TMask>(headDim)!;
         int bytes = FlashKernels.ForwardSharedBytes(headDim);
         var launch = device.GroupedKernel<FlashForwardArgs<TMask>>(kernel, bytes);
-        var config = new KernelConfig(new Index3D(q.Layout.Heads, QueryBlocks(batch, headDim), batch.Rows), new Index3D(2 * FlashKernels.ForwardQueries(headDim), 1, 1),
+        var config = new KernelConfig(new Index3D(q.Layout.Heads, QueryBlocks(batch, headDim), batch.Rows), new Index3D(ForwardThreads(headDim), 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         launch(device.Stream, config, new FlashForwardArgs<TMask>
         {
@@ -194,6 +194,11 @@ public sealed class FlashAttention(GpuDevice device)
             BuildTileLists(batch, headDim);
         return batch.EnsureTileLists();
     }
+
+    private static string NoKernel(int headDim) => $"no flash kernel for head dim {headDim} (generated: {string.Join(", ", FlashKernels.HeadDims)})";
+
+    /// <summary>Threads per group of the forward kernel: two per query of its block.</summary>
+    private static int ForwardThreads(int headDim) => 2 * FlashKernels.ForwardQueries(headDim);
 
     /// <summary>Query blocks of the forward kernel (<see cref="FlashKernels.ForwardQueries(int)"/> queries each).</summary>
     private static int QueryBlocks(GpuBatch batch, int headDim) =>
