@@ -43,6 +43,9 @@ public static class Program
                 .WithDescription("Time flash attention forward/backward per length, mask and document mix on the GPU (TFLOP/s over allowed pairs); --peer runs SDPA and FlexAttention on the same inputs, --check-seqs checks outputs and gradients against PyTorch.")
                 .WithExample("bench-attention", "--peer", "python3", "--check-seqs", "8192")
                 .WithExample("bench-attention", "--seqs", "16384", "--masks", "causal", "--heads", "32", "--kv-heads", "8");
+            config.AddCommand<BenchWgmmaCommand>("bench-wgmma")
+                .WithDescription("Check and time Hopper's warpgroup MMA (wgmma, SM_90) from ILGPU: both operand forms against fp64, the tensor cores with resident operands, and GEMMs against cuBLAS in the same process.")
+                .WithExample("bench-wgmma", "--size", "8192");
             config.AddCommand<PtxCommand>("ptx")
                 .WithDescription("Compile every GPU kernel to PTX offline (no GPU needed) and write one .ptx file per kernel, for ptxas -v.")
                 .WithExample("ptx", "--out", "runs/ptx");

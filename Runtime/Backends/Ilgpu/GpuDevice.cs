@@ -28,7 +28,7 @@ public sealed class GpuUnavailableException(string message, Exception? inner = n
 public sealed class GpuDevice : IDisposable
 {
     private readonly Context _context;
-    private readonly ConcurrentDictionary<(MethodInfo, bool), Delegate> _kernels = new();
+    private readonly ConcurrentDictionary<(MethodInfo, int), Delegate> _kernels = new();
 
     private GpuDevice(Context context, Accelerator accelerator, GpuKind kind)
     {
@@ -77,6 +77,8 @@ public sealed class GpuDevice : IDisposable
             builder.EnableAlgorithms();
             // mma.sync, ldmatrix and cp.async as PTX intrinsics (CPU emulations elsewhere).
             Kernels.TensorCore.Register(builder);
+            // wgmma (Hopper's warpgroup MMA) for the kernels loaded by HopperKernel.
+            Kernels.WarpgroupMma.Register(builder);
             // One warp (32 lanes unless asked for fewer) on one multiprocessor: few enough emulated threads that a 2-core
             // CI machine is not swamped (CPUDeviceKind.Nvidia emulates 1024 threads per group, each an OS thread).
             if (kind == GpuKind.Cpu) builder.CPU(new CPUDevice(numThreadsPerWarp: cpuWarpSize, numWarpsPerMultiprocessor: cpuWarpsPerGroup, numMultiprocessors: 1));
@@ -143,7 +145,7 @@ public sealed class GpuDevice : IDisposable
     /// when specialized), compiled on first use and cached. Launch with <c>(Stream, extent, args)</c>.
     /// </summary>
     public Action<AcceleratorStream, Index1D, TArgs> Kernel<TArgs>(Action<Index1D, TArgs> kernel) where TArgs : struct =>
-        (Action<AcceleratorStream, Index1D, TArgs>)_kernels.GetOrAdd((kernel.Method, false),
+        (Action<AcceleratorStream, Index1D, TArgs>)_kernels.GetOrAdd((kernel.Method, 0),
             static (key, acc) => acc.LoadAutoGroupedKernel(key.Item1).CreateLauncherDelegate<Action<AcceleratorStream, Index1D, TArgs>>(), Accelerator);
 
     /// <summary>
@@ -158,18 +160,43 @@ public sealed class GpuDevice : IDisposable
     /// default 48 KB, the CUDA function's limit is raised once with <c>cuFuncSetAttribute</c>.
     /// </summary>
     public Action<AcceleratorStream, KernelConfig, TArgs> GroupedKernel<TArgs>(Action<TArgs> kernel, int dynamicSharedBytes) where TArgs : struct =>
-        (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, true),
+        (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, 1),
+            static (key, state) => Launcher<TArgs>(state.Accelerator.LoadKernel(key.Item1), key.Item1, state.Bytes), (Accelerator, Bytes: dynamicSharedBytes));
+
+    /// <summary>
+    /// As <see cref="GroupedKernel{TArgs}(Action{TArgs}, int)"/>, for a kernel that uses Hopper's instructions
+    /// (<see cref="Kernels.WarpgroupMma"/>): its PTX is retargeted to <c>sm_90a</c> (<see cref="Hopper.Retarget"/>) before
+    /// the driver loads it. On the CPU accelerator the kernel runs as any other (the intrinsics' C# bodies); a CUDA device
+    /// older than SM_90 is a <see cref="GpuUnavailableException"/>.
+    /// </summary>
+    public Action<AcceleratorStream, KernelConfig, TArgs> HopperKernel<TArgs>(Action<TArgs> kernel, int dynamicSharedBytes) where TArgs : struct
+    {
+        if (Kind == GpuKind.Cpu) return GroupedKernel(kernel, dynamicSharedBytes);
+        if (!SupportsHopper)
+            throw new GpuUnavailableException($"{kernel.Method.Name} uses Hopper's warpgroup MMA (SM_90), which {Description} does not have");
+        return (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, 2),
             static (key, state) =>
             {
-                var loaded = state.Accelerator.LoadKernel(key.Item1);
-                if (loaded is CudaKernel cuda && state.Bytes > 48 * 1024)
-                {
-                    int status = CudaDriver.cuFuncSetAttribute(cuda.FunctionPtr, CudaDriver.MaxDynamicSharedSizeBytes, state.Bytes);
-                    if (status != 0)
-                        throw new GpuUnavailableException($"{key.Item1.Name}: cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, {state.Bytes}) failed with CUDA error {status}");
-                }
-                return loaded.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TArgs>>();
+                var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(key.Item1);
+                var compiled = state.Accelerator.CompileKernel(entry);
+                return Launcher<TArgs>(state.Accelerator.LoadKernel(Hopper.WithPtx(compiled, Hopper.Retarget(Hopper.PtxOf(compiled)))), key.Item1, state.Bytes);
             }, (Accelerator, Bytes: dynamicSharedBytes));
+    }
+
+    /// <summary>Whether this is a CUDA device of compute capability 9.0 (Hopper) exactly: <c>sm_90a</c> code runs on no other.</summary>
+    public bool SupportsHopper => Accelerator is CudaAccelerator cuda && CudaDriver.ComputeCapability(cuda.DeviceId) == (9, 0);
+
+    /// <summary>The launcher of a loaded kernel, with its dynamic shared-memory limit raised above the default 48 KB when asked.</summary>
+    private static Action<AcceleratorStream, KernelConfig, TArgs> Launcher<TArgs>(Kernel loaded, MethodInfo method, int bytes) where TArgs : struct
+    {
+        if (loaded is CudaKernel cuda && bytes > 48 * 1024)
+        {
+            int status = CudaDriver.cuFuncSetAttribute(cuda.FunctionPtr, CudaDriver.MaxDynamicSharedSizeBytes, bytes);
+            if (status != 0)
+                throw new GpuUnavailableException($"{method.Name}: cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, {bytes}) failed with CUDA error {status}");
+        }
+        return loaded.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TArgs>>();
+    }
 
     /// <summary>
     /// Most dynamic shared memory a kernel group may opt into on this CUDA device, bytes
@@ -193,6 +220,10 @@ public sealed class GpuDevice : IDisposable
 
         [System.Runtime.InteropServices.DllImport("cuda")]
         private static extern int cuDeviceGetAttribute(out int value, int attribute, int device);
+
+        public static (int Major, int Minor)? ComputeCapability(int ordinal) =>
+            cuDeviceGet(out int device, ordinal) == 0 && cuDeviceGetAttribute(out int major, 75, device) == 0 && cuDeviceGetAttribute(out int minor, 76, device) == 0
+                ? (major, minor) : null; // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
 
         public static int? OptInSharedBytes(int ordinal) =>
             cuDeviceGet(out int device, ordinal) == 0 && cuDeviceGetAttribute(out int bytes, MaxSharedMemoryPerBlockOptin, device) == 0 ? bytes : null;

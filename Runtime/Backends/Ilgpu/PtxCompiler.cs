@@ -45,10 +45,14 @@ public static class PtxCompiler
         foreach (int d in FlashKernels.HeadDims)
             foreach (var pass in new[] { "Forward", "Backward" }) Add(typeof(FlashKernels), $"{pass}D{d}", typeof(MaskTerms));
         foreach (var helper in new[] { "RowLists", "ColumnLists", "Delta", "ScaleToBf16" }) Add(typeof(FlashKernels), helper);
+        foreach (var gemm in new[] { "GemmNT", "GemmNN" }) Add(typeof(WarpgroupGemmKernels), gemm);
         return list;
     }
 
-    /// <summary>The PTX of <paramref name="method"/> (an implicitly grouped kernel when it takes an index and arguments, explicitly grouped otherwise).</summary>
+    /// <summary>
+    /// The PTX of <paramref name="method"/> (an implicitly grouped kernel when it takes an index and arguments, explicitly
+    /// grouped otherwise); a kernel that uses Hopper's warpgroup MMA comes retargeted to <c>sm_90a</c>, as the device loads it.
+    /// </summary>
     public static string Compile(MethodInfo method, CudaArchitecture? architecture = null)
     {
         var arch = architecture ?? CudaArchitecture.SM_80;
@@ -56,10 +60,12 @@ public static class PtxCompiler
         {
             b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2);
             TensorCore.Register(b);
+            WarpgroupMma.Register(b);
         });
         var backend = new PTXBackend(context, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_80, null);
         bool grouped = method.GetParameters().Length == 1;
         var entry = grouped ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
-        return ((PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        string ptx = ((PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        return ptx.Contains("wgmma.", StringComparison.Ordinal) ? Hopper.Retarget(ptx) : ptx;
     }
 }

@@ -25,5 +25,17 @@ public class PtxCompileTests
             Assert.Contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16", ptx);
             Assert.Contains("cp.async.cg.shared.global", ptx);
         }
+        if (kernel.StartsWith("WarpgroupGemmKernels", StringComparison.Ordinal))
+        {
+            // wgmma exists on sm_90a only: the kernel comes retargeted, with shared memory aligned for the swizzle.
+            Assert.Contains(".target sm_90a", ptx);
+            Assert.Contains(".align 1024", ptx);
+            Assert.Contains("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", ptx);
+            Assert.Contains("wgmma.wait_group.sync.aligned", ptx);
+        }
+        else
+        {
+            Assert.DoesNotContain("sm_90a", ptx);
+        }
     }
 }

@@ -245,7 +245,7 @@ public static class TensorCore
     /// and fold the constant into the instruction's immediate offset; a sign-extended 64-bit index (<c>mul.wide.s32</c>)
     /// cannot be reassociated and cost three instructions per access.
     /// </summary>
-    private static Registers.HardwareRegister SharedAddress(PTXCodeGenerator cg, Value pointer, Value element)
+    internal static Registers.HardwareRegister SharedAddress(PTXCodeGenerator cg, Value pointer, Value element)
     {
         var basePointer = cg.LoadHardware(pointer);
         var space = ((PointerType)pointer.Type).AddressSpace;
@@ -283,10 +283,12 @@ public static class TensorCore
     private static void AddElementBytes(PTXCodeGenerator cg, Registers.HardwareRegister target, Registers.HardwareRegister address, Value element, bool wide)
     {
         var offset = wide ? cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64) : cg.AllocateRegister(BasicValueType.Int32, PTXRegisterKind.Int32);
+        // A constant element is moved into a register first, outside the command being written.
+        var index = cg.EnsureHardwareRegister(cg.LoadPrimitive(element));
         using (var shift = cg.BeginCommand(wide ? "shl.b64" : "shl.b32"))
         {
             shift.AppendArgument(offset);
-            shift.AppendArgument(cg.EnsureHardwareRegister(cg.LoadPrimitive(element)));
+            shift.AppendArgument(index);
             shift.AppendConstant(1L);
         }
         using (var add = cg.BeginCommand(wide ? "add.s64" : "add.s32"))

@@ -1,0 +1,323 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Backends;
+using ILGPU.Backends.PTX;
+using ILGPU.IR;
+using ILGPU.IR.Intrinsics;
+using ILGPU.IR.Values;
+using Registers = ILGPU.Backends.RegisterAllocator<ILGPU.Backends.PTX.PTXRegisterKind>;
+
+namespace ModelGen.Backends.Ilgpu.Kernels;
+
+/// <summary>
+/// A 64×128 fp32 accumulator of a warpgroup MMA, 64 values per thread: chunk j holds columns 8j..8j+7 in the layout of
+/// <see cref="F4"/> (thread t of the warpgroup: warp w = t / 32 owns rows 16w..16w+15; lane l holds rows 16w + l/4 and
+/// 16w + l/4 + 8, columns 8j + 2(l%4) and 8j + 2(l%4) + 1).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Acc128
+{
+    /// <summary>Columns 8j..8j+7.</summary>
+    public F4 C0, C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13, C14, C15;
+
+    /// <summary>Value <paramref name="i"/> of this thread (chunk i / 4, component i % 4).</summary>
+    public float this[int i]
+    {
+        readonly get => Unsafe.Add(ref Unsafe.As<F4, float>(ref Unsafe.AsRef(in C0)), i);
+        set => Unsafe.Add(ref Unsafe.As<F4, float>(ref C0), i) = value;
+    }
+}
+
+/// <summary>Eight A fragments of a warpgroup MMA from registers (one per 16 columns of A), each in the layout of <see cref="TensorCore.Mma"/>'s A over the warp's 16 rows.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct U4x8
+{
+    /// <summary>Columns 16s..16s+15.</summary>
+    public U4 K0, K1, K2, K3, K4, K5, K6, K7;
+
+    /// <summary>Register <paramref name="i"/> (fragment i / 4, register i % 4).</summary>
+    public uint this[int i]
+    {
+        readonly get => Unsafe.Add(ref Unsafe.As<U4, uint>(ref Unsafe.AsRef(in K0)), i);
+        set => Unsafe.Add(ref Unsafe.As<U4, uint>(ref K0), i) = value;
+    }
+}
+
+/// <summary>
+/// Hopper's warpgroup MMA (<c>wgmma.mma_async</c>, SM_90a) as custom PTX intrinsics, for kernels loaded through
+/// <see cref="GpuDevice.HopperKernel{TArgs}"/> (ILGPU emits <c>.target sm_80</c>; that path retargets the PTX).
+/// </summary>
+/// <remarks>
+/// <para>
+/// Operands in shared memory use one layout, <see cref="Offset"/>: a tile of rows of 64 bf16 (128 bytes) whose 16-byte
+/// chunks are swizzled by the row (chunk c of row r sits at chunk c ⊕ (r mod 8)), column blocks of 64 <c>region</c>
+/// elements apart, each region 1024-byte aligned. It is the 128-byte swizzle of the wgmma descriptors, read K-major
+/// (rows = M or N, columns = K) or MN-major (rows = K, columns = M or N), and it is what <c>cp.async</c> writes with
+/// one 16-byte copy per chunk.
+/// </para>
+/// <para>
+/// Each call is one group: <c>wgmma.fence</c>, the MMAs over <c>kSteps</c> × 16 columns of K, <c>commit_group</c> and
+/// <c>wait_group 0</c>, so the accumulator is never read while the tensor cores write it. Shared memory written by
+/// threads (st.shared or cp.async) must be made visible to the tensor cores' proxy with <see cref="FenceProxyAsync"/>
+/// before the group barrier that precedes the MMA. On the CPU accelerator the C# bodies compute the same result per
+/// thread from the same layout (A fragments in registers are gathered with warp shuffles), with 4 warps of 32 lanes
+/// per warpgroup.
+/// </para>
+/// </remarks>
+public static class WarpgroupMma
+{
+    /// <summary>Threads in a warpgroup.</summary>
+    public const int Threads = 128;
+
+    /// <summary>The element offset of (<paramref name="row"/>, <paramref name="column"/>) in a swizzled tile whose 64-column blocks are <paramref name="region"/> elements apart.</summary>
+    public static int Offset(int row, int column, int region) =>
+        (column >> 6) * region + row * 64 + ((((column & 63) >> 3) ^ (row & 7)) << 3) + (column & 7);
+
+    /// <summary>
+    /// D (64 × 128) = A · Bᵀ (+ C when <paramref name="accumulate"/>) over K = 16·<paramref name="kSteps"/>, both operands
+    /// K-major in shared memory: A's 64 rows start at element <paramref name="a"/> (column blocks <paramref name="aRegion"/>
+    /// apart), B's 128 rows at <paramref name="b"/> (blocks <paramref name="bRegion"/> apart). <paramref name="aRegion"/>,
+    /// <paramref name="bRegion"/>, <paramref name="kSteps"/> (1–8) and <paramref name="accumulate"/> must be constants.
+    /// </summary>
+    [IntrinsicImplementation]
+    public static Acc128 MmaKK(ref ushort shared, int a, int aRegion, int b, int bRegion, int kSteps, Acc128 c, bool accumulate)
+    {
+        var d = accumulate ? c : default;
+        Lane(out int r0, out int col);
+        int k = 16 * kSteps;
+        for (int j = 0; j < 16; j++)
+            for (int h = 0; h < 4; h++)
+            {
+                int row = r0 + (h >> 1) * 8, n = 8 * j + col + (h & 1);
+                float sum = 0f;
+                for (int i = 0; i < k; i++)
+                    sum += Element(ref shared, a + Offset(row, i, aRegion)) * Element(ref shared, b + Offset(n, i, bRegion));
+                d[4 * j + h] += sum;
+            }
+        return d;
+    }
+
+    /// <summary>
+    /// D (64 × 128) = A · B (+ C when <paramref name="accumulate"/>) over K = 16·<paramref name="kSteps"/>: A from registers
+    /// (<paramref name="fragments"/>, one per 16 columns), B N-major in shared memory (K rows of 128 columns from element
+    /// <paramref name="b"/>, column blocks <paramref name="bRegion"/> apart). Constants as in <see cref="MmaKK"/>.
+    /// </summary>
+    [IntrinsicImplementation]
+    public static Acc128 MmaRN(U4x8 fragments, ref ushort shared, int b, int bRegion, int kSteps, Acc128 c, bool accumulate)
+    {
+        var d = accumulate ? c : default;
+        int lane = Warp.LaneIdx, g = lane >> 2;
+        Lane(out _, out int col);
+        for (int s = 0; s < kSteps; s++)
+            for (int j = 0; j < 4; j++)
+            {
+                // Lane 4g + j holds columns 16s + 2j, +1 (registers 0, 1: rows g, g + 8) and 16s + 2j + 8, +9 (registers 2, 3).
+                uint x = Warp.Shuffle(fragments[4 * s], 4 * g + j), y = Warp.Shuffle(fragments[4 * s + 1], 4 * g + j);
+                uint z = Warp.Shuffle(fragments[4 * s + 2], 4 * g + j), w = Warp.Shuffle(fragments[4 * s + 3], 4 * g + j);
+                int k0 = 16 * s + 2 * j, k1 = k0 + 8;
+                for (int n8 = 0; n8 < 16; n8++)
+                    for (int e = 0; e < 2; e++)
+                    {
+                        int n = 8 * n8 + col + e;
+                        float b00 = Element(ref shared, b + Offset(k0, n, bRegion)), b01 = Element(ref shared, b + Offset(k0 + 1, n, bRegion));
+                        float b10 = Element(ref shared, b + Offset(k1, n, bRegion)), b11 = Element(ref shared, b + Offset(k1 + 1, n, bRegion));
+                        d[4 * n8 + e] += Lo(x) * b00 + Hi(x) * b01 + Lo(z) * b10 + Hi(z) * b11;
+                        d[4 * n8 + 2 + e] += Lo(y) * b00 + Hi(y) * b01 + Lo(w) * b10 + Hi(w) * b11;
+                    }
+            }
+        return d;
+    }
+
+    /// <summary><c>fence.proxy.async.shared::cta</c>: makes this thread's shared-memory writes visible to warpgroup MMAs (then barrier).</summary>
+    [IntrinsicImplementation]
+    public static void FenceProxyAsync() { }
+
+    /// <summary>The warpgroup row (of 64) of this thread's first accumulator row, and its first column within each 8-column chunk.</summary>
+    private static void Lane(out int row, out int column)
+    {
+        int t = Group.IdxX & (Threads - 1), lane = t & 31;
+        row = 16 * (t >> 5) + (lane >> 2);
+        column = 2 * (lane & 3);
+    }
+
+    private static float Element(ref ushort shared, int element) => Bf16.ToFloat(Unsafe.Add(ref shared, element));
+    private static float Lo(uint x) => Bf16.ToFloat((ushort)x);
+    private static float Hi(uint x) => Bf16.ToFloat((ushort)(x >> 16));
+
+    /// <summary>Registers the PTX code of the intrinsics above with a context under construction.</summary>
+    public static void Register(Context.Builder builder)
+    {
+        var manager = builder.GetIntrinsicManager();
+        void Add(string method, string handler) => manager.RegisterMethod(
+            typeof(WarpgroupMma).GetMethod(method, BindingFlags.Public | BindingFlags.Static)!,
+            new PTXIntrinsic(typeof(WarpgroupMma).GetMethod(handler, BindingFlags.NonPublic | BindingFlags.Static)!, IntrinsicImplementationMode.GenerateCode));
+        Add(nameof(MmaKK), nameof(EmitMmaKK));
+        Add(nameof(MmaRN), nameof(EmitMmaRN));
+        Add(nameof(FenceProxyAsync), nameof(EmitFenceProxyAsync));
+    }
+
+    // ---- PTX code generation ------------------------------------------------------------------------------------
+
+    private const string Instruction = "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16";
+    private const int Accumulators = 64;
+
+    /// <summary>Descriptor bits beside the address: 128-byte swizzle (mode 1, bits 62–63), 8-row groups 1024 bytes apart (bits 32–45, in 16-byte units).</summary>
+    private const long SwizzleBits = (1L << 62) | ((1024L >> 4) << 32);
+
+    private static void EmitMmaKK(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        int aRegion = Constant(call, 2, "aRegion"), bRegion = Constant(call, 4, "bRegion"), kSteps = Constant(call, 5, "kSteps");
+        bool accumulate = Constant(call, 7, "accumulate") != 0;
+        CheckSteps(kSteps);
+        // K-major: the leading-byte offset is unused with swizzling (1 by convention). Step s reads 16 columns: 32 bytes
+        // further within a 64-column block, the next block every 4 steps.
+        var da = Descriptor(cg, call[0].Resolve(), call[1].Resolve(), (1L << 16) | SwizzleBits);
+        var db = Descriptor(cg, call[0].Resolve(), call[3].Resolve(), (1L << 16) | SwizzleBits);
+        var d = Begin(cg, call, 6, accumulate);
+        var sa = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        var sb = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        for (int s = 0; s < kSteps; s++)
+        {
+            long step(int region) => ((s >> 2) * 2L * region + (s & 3) * 32L) >> 4;
+            AddUnits(cg, sa, da, step(aRegion));
+            AddUnits(cg, sb, db, step(bRegion));
+            using var command = cg.BeginCommand(Instruction);
+            command.AppendVectorArgument(d);
+            command.AppendArgument(sa);
+            command.AppendArgument(sb);
+            command.AppendConstant(s == 0 && !accumulate ? 0L : 1L);
+            command.AppendConstant(1L);
+            command.AppendConstant(1L);
+            command.AppendConstant(0L);
+            command.AppendConstant(0L);
+        }
+        End(cg);
+        foreach (var r in new[] { da, db, sa, sb }) cg.FreeRegister(r);
+    }
+
+    private static void EmitMmaRN(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        int bRegion = Constant(call, 3, "bRegion"), kSteps = Constant(call, 4, "kSteps");
+        bool accumulate = Constant(call, 6, "accumulate") != 0;
+        CheckSteps(kSteps);
+        var a = Operands(cg, call[0].Resolve(), 4 * kSteps);
+        // N-major: the leading-byte offset is the distance between 64-column blocks; step s reads the next 16 rows (2048 bytes).
+        var db = Descriptor(cg, call[1].Resolve(), call[2].Resolve(), ((2L * bRegion >> 4) << 16) | SwizzleBits);
+        var d = Begin(cg, call, 5, accumulate);
+        var sb = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        for (int s = 0; s < kSteps; s++)
+        {
+            AddUnits(cg, sb, db, s * 2048L >> 4);
+            using var command = cg.BeginCommand(Instruction);
+            command.AppendVectorArgument(d);
+            command.AppendVectorArgument(a[(4 * s)..(4 * s + 4)]);
+            command.AppendArgument(sb);
+            command.AppendConstant(s == 0 && !accumulate ? 0L : 1L);
+            command.AppendConstant(1L);
+            command.AppendConstant(1L);
+            command.AppendConstant(1L);
+        }
+        End(cg);
+        cg.FreeRegister(db);
+        cg.FreeRegister(sb);
+    }
+
+    private static void EmitFenceProxyAsync(PTXBackend backend, PTXCodeGenerator cg, Value value) => cg.Command("fence.proxy.async.shared::cta", null);
+
+    private static void CheckSteps(int kSteps)
+    {
+        if (kSteps < 1 || kSteps > 8) throw new InvalidOperationException($"WarpgroupMma: kSteps must be 1..8, got {kSteps}");
+    }
+
+    /// <summary>The value of a constant argument (region sizes, step counts and flags shape the instruction sequence).</summary>
+    private static int Constant(MethodCall call, int index, string name) => call[index].Resolve() switch
+    {
+        PrimitiveValue p => p.Int32Value,
+        var other => throw new InvalidOperationException($"WarpgroupMma: argument '{name}' must be a compile-time constant, got {other}"),
+    };
+
+    /// <summary>
+    /// The accumulator registers of the result: C moved in when accumulating (C is never written), then
+    /// <c>wgmma.fence</c> so the MMAs see those writes.
+    /// </summary>
+    private static Registers.PrimitiveRegister[] Begin(PTXCodeGenerator cg, MethodCall call, int cIndex, bool accumulate)
+    {
+        var result = Flatten(cg.Allocate(call), Accumulators);
+        if (accumulate)
+        {
+            var c = Operands(cg, call[cIndex].Resolve(), Accumulators);
+            for (int i = 0; i < Accumulators; i++)
+            {
+                using var move = cg.BeginCommand("mov.f32");
+                move.AppendArgument(result[i]);
+                move.AppendArgument(c[i]);
+            }
+        }
+        cg.Command("wgmma.fence.sync.aligned", null);
+        return result;
+    }
+
+    private static void End(PTXCodeGenerator cg)
+    {
+        cg.Command("wgmma.commit_group.sync.aligned", null);
+        using var wait = cg.BeginCommand("wgmma.wait_group.sync.aligned");
+        wait.AppendConstant(0L);
+    }
+
+    private static Registers.PrimitiveRegister[] Operands(PTXCodeGenerator cg, Value value, int count)
+    {
+        var result = Flatten(cg.Load(value), count);
+        for (int i = 0; i < count; i++) result[i] = cg.EnsureHardwareRegister(result[i]);
+        return result;
+    }
+
+    /// <summary>The first <paramref name="count"/> primitive registers of a (possibly nested) compound register, in field order.</summary>
+    private static Registers.PrimitiveRegister[] Flatten(Registers.Register register, int count)
+    {
+        var list = new List<Registers.PrimitiveRegister>();
+        void Walk(Registers.Register r)
+        {
+            if (r is Registers.CompoundRegister compound) foreach (var child in compound.Children) Walk(child);
+            else list.Add((Registers.PrimitiveRegister)r);
+        }
+        Walk(register);
+        if (list.Count < count) throw new InvalidOperationException($"WarpgroupMma: expected {count} registers, got {list.Count}");
+        return list.GetRange(0, count).ToArray();
+    }
+
+    /// <summary>A matrix descriptor: bits 0–13 the 16-byte unit of the shared address of <paramref name="pointer"/> + 2·<paramref name="element"/>, then <paramref name="bits"/>.</summary>
+    private static Registers.HardwareRegister Descriptor(PTXCodeGenerator cg, Value pointer, Value element, long bits)
+    {
+        var address = TensorCore.SharedAddress(cg, pointer, element);
+        var desc = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        void Op(string op, Registers.HardwareRegister source, long constant)
+        {
+            using var command = cg.BeginCommand(op);
+            command.AppendArgument(desc);
+            command.AppendArgument(source);
+            command.AppendConstant(constant);
+        }
+        using (var widen = cg.BeginCommand("cvt.u64.u32"))
+        {
+            widen.AppendArgument(desc);
+            widen.AppendArgument(address);
+        }
+        Op("shr.u64", desc, 4);
+        Op("and.b64", desc, 0x3FFF);
+        Op("or.b64", desc, bits);
+        cg.FreeRegister(address);
+        return desc;
+    }
+
+    private static void AddUnits(PTXCodeGenerator cg, Registers.HardwareRegister target, Registers.HardwareRegister desc, long units)
+    {
+        using var command = cg.BeginCommand("add.s64");
+        command.AppendArgument(target);
+        command.AppendArgument(desc);
+        command.AppendConstant(units);
+    }
+}
