@@ -87,6 +87,12 @@ public sealed class BenchAttentionCommand : Command<BenchAttentionCommand.Settin
         [DefaultValue("cuda")]
         public string Device { get; init; } = "cuda";
 
+        /// <summary>Tensor-core instruction set of our kernels.</summary>
+        [CommandOption("--kernels <SET>")]
+        [Description("auto (warpgroup MMA on SM_90 where a kernel exists, mma.sync otherwise), mma (mma.sync), or wgmma.")]
+        [DefaultValue("auto")]
+        public string Kernels { get; init; } = "auto";
+
         /// <summary>Output folder.</summary>
         [CommandOption("--out <DIR>")]
         [DefaultValue("runs/bench-attention")]
@@ -95,6 +101,11 @@ public sealed class BenchAttentionCommand : Command<BenchAttentionCommand.Settin
         internal AttentionBenchOptions Options() => new()
         {
             Seqs = ParseInts(Seqs, "--seqs"), Masks = Masks.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
+            Kernels = Kernels switch
+            {
+                "auto" => FlashKernelSet.Auto, "mma" => FlashKernelSet.MmaSync, "wgmma" => FlashKernelSet.Wgmma,
+                _ => throw new ArgumentException($"--kernels '{Kernels}' is not one of auto, mma, wgmma"),
+            },
             MeanDocuments = ParseInts(Docs, "--docs"), Heads = Heads, KvHeads = KvHeads ?? Heads, HeadDim = HeadDim,
             Warmup = Warmup, Repeats = Repeats, CheckSeqs = CheckSeqs is null ? [] : ParseInts(CheckSeqs, "--check-seqs"),
             DataDirectory = Peer is null ? null : Path.Combine(Out, "data"),

@@ -74,6 +74,8 @@ public sealed record AttentionBenchOptions
     public int KvHeads { get; init; } = 32;
     /// <summary>Head dimension (a generated flash kernel must exist).</summary>
     public int HeadDim { get; init; } = 128;
+    /// <summary>Tensor-core instruction set of the kernels.</summary>
+    public FlashKernelSet Kernels { get; init; } = FlashKernelSet.Auto;
     /// <summary>Untimed calls per measurement.</summary>
     public int Warmup { get; init; } = 2;
     /// <summary>Timed calls per measurement.</summary>
@@ -125,7 +127,8 @@ public static class AttentionBench
     {
         if (options.Validate() is { } error) throw new ArgumentException(error);
         var results = new List<BenchResult>();
-        var flash = new FlashAttention(device);
+        var flash = new FlashAttention(device) { Kernels = options.Kernels };
+        log?.Invoke($"kernels: forward on {(flash.ForwardUsesWgmma(options.HeadDim) ? "warpgroup MMA (wgmma)" : "mma.sync")}, backward on mma.sync");
         var random = device.Kernel<RandomArgs>(RandomKernels.RandomNormalBf16);
         int heads = options.Heads, kvHeads = options.KvHeads, d = options.HeadDim;
         foreach (var group in AttentionCase.All(options).GroupBy(c => c.Seq))

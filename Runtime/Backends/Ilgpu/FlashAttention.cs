@@ -5,6 +5,17 @@ using ModelGen.Masks;
 
 namespace ModelGen.Backends.Ilgpu;
 
+/// <summary>Which tensor-core instructions the flash kernels use.</summary>
+public enum FlashKernelSet
+{
+    /// <summary>Warpgroup MMA where the device has it (SM_90) and a kernel exists for the head dimension; mma.sync otherwise.</summary>
+    Auto,
+    /// <summary><c>mma.sync</c> (SM_80 and later): <see cref="FlashKernels"/>.</summary>
+    MmaSync,
+    /// <summary>Hopper's warpgroup MMA (<see cref="HopperFlashKernels"/>); on the CPU accelerator its emulation.</summary>
+    Wgmma,
+}
+
 /// <summary>One bf16 attention operand on the device: a view and its token-major <see cref="HeadLayout"/>.</summary>
 public readonly record struct FlashOperand(ArrayView<ushort> View, HeadLayout Layout);
 
@@ -19,6 +30,19 @@ public sealed class FlashAttention(GpuDevice device)
     private readonly Action<AcceleratorStream, Index1D, TileListArgs> _columnLists = device.Kernel<TileListArgs>(FlashKernels.ColumnLists);
     private readonly Action<AcceleratorStream, Index1D, DeltaArgs> _delta = device.Kernel<DeltaArgs>(FlashKernels.Delta);
     private readonly Action<AcceleratorStream, Index1D, ScaleArgs> _scale = device.Kernel<ScaleArgs>(FlashKernels.ScaleToBf16);
+
+    /// <summary>The kernels to run (<see cref="FlashKernelSet.Auto"/> unless a benchmark or test asks for one set).</summary>
+    public FlashKernelSet Kernels { get; set; } = FlashKernelSet.Auto;
+
+    /// <summary>Whether the forward pass at <paramref name="headDim"/> runs on warpgroup MMA; asking for it where it cannot run is an error.</summary>
+    public bool ForwardUsesWgmma(int headDim) => Kernels switch
+    {
+        FlashKernelSet.MmaSync => false,
+        FlashKernelSet.Auto => headDim == HopperFlashKernels.HeadDim && device.SupportsHopper,
+        _ when headDim != HopperFlashKernels.HeadDim => throw new NotSupportedException($"flash attention: the warpgroup-MMA kernels exist for head dim {HopperFlashKernels.HeadDim}, not {headDim}"),
+        _ when device.Kind == GpuKind.Cuda && !device.SupportsHopper => throw new NotSupportedException($"flash attention: warpgroup MMA needs an SM_90 GPU; {device.Description} has none"),
+        _ => true,
+    };
 
     /// <summary>
     /// Why the forward (or, with <paramref name="backward"/>, the backward) kernel of <paramref name="headDim"/> cannot run
@@ -93,9 +117,11 @@ public sealed class FlashAttention(GpuDevice device)
     {
         Check(headDim, batch, q, k, v, o);
         var (rows, _) = CurrentLists(batch, headDim);
-        var kernel = FlashKernels.ForwardKernel<TMask>(headDim)!;
-        int bytes = FlashKernels.ForwardSharedBytes(headDim);
-        var launch = device.GroupedKernel<FlashForwardArgs<TMask>>(kernel, bytes);
+        bool wgmma = ForwardUsesWgmma(headDim);
+        int bytes = wgmma ? HopperFlashKernels.ForwardSharedBytes : FlashKernels.ForwardSharedBytes(headDim);
+        var launch = wgmma
+            ? device.HopperKernel<FlashForwardArgs<TMask>>(HopperFlashKernels.ForwardD128<TMask>, bytes)
+            : device.GroupedKernel<FlashForwardArgs<TMask>>(FlashKernels.ForwardKernel<TMask>(headDim)!, bytes);
         var config = new KernelConfig(new Index3D(q.Layout.Heads, QueryBlocks(batch, headDim), batch.Rows), new Index3D(ForwardThreads(headDim), 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         launch(device.Stream, config, new FlashForwardArgs<TMask>

@@ -1,0 +1,271 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ModelGen.Masks;
+using TC = ModelGen.Backends.Ilgpu.Kernels.TensorCore;
+using WG = ModelGen.Backends.Ilgpu.Kernels.WarpgroupMma;
+
+namespace ModelGen.Backends.Ilgpu.Kernels;
+
+/// <summary>
+/// Flash attention on Hopper's warpgroup MMA (<see cref="WarpgroupMma"/>, SM_90a) at head dim 128: the same arguments,
+/// grid and tile lists as <see cref="FlashKernels"/>' kernels, so <see cref="FlashAttention"/> picks either.
+/// </summary>
+/// <remarks>
+/// Forward: a group of two warpgroups owns 128 queries (64 each, as two tiles of the tile map) and walks the key tiles
+/// of its list two at a time, so that every step is 128 keys whatever the tiles' positions: S = Q·Kᵀ (Q and the two
+/// K tiles in shared memory, 8 wgmma of 64×128×16), the online softmax on the accumulators, then O += P·V with P from
+/// registers and V N-major in shared memory (8 wgmma). K and V of the next step load (cp.async) into the second buffer
+/// while this one is computed: one barrier per step. An odd list leaves the last step's second tile zero-filled and
+/// masked. Partial tiles test keys against each query's spans (<see cref="IAttentionMask.Spans"/>) or the predicate.
+/// </remarks>
+public static class HopperFlashKernels
+{
+    /// <summary>Head dimension of these kernels.</summary>
+    public const int HeadDim = 128;
+
+    /// <summary>Queries per forward group: two 64-query tiles, one per warpgroup (the row lists of <see cref="FlashKernels.ForwardQueries(int)"/> at head dim 128).</summary>
+    public const int ForwardQueries = 2 * FlashKernels.Tile;
+
+    /// <summary>Threads per forward group: two warpgroups.</summary>
+    public const int ForwardThreads = 2 * WG.Threads;
+
+    /// <summary>Keys per forward step: two tiles of the list.</summary>
+    private const int StepKeys = 2 * FlashKernels.Tile;
+
+    private const int Region = 128 * 64;          // elements between the 64-column blocks of a 128-row tile
+    private const int TileElements = 128 * 128;   // a 128 × 128 bf16 tile
+    private const int KBuffers = TileElements;    // Q, then two K buffers, then two V buffers
+    private const int VBuffers = 3 * TileElements;
+
+    /// <summary>Dynamic shared memory of the forward kernel, bytes: Q, two K and two V tiles of 128 × 128 bf16.</summary>
+    public const int ForwardSharedBytes = 5 * TileElements * 2;
+
+    /// <summary>Flash attention forward, head dim 128, on warpgroup MMA: group (128 queries, head, row), 256 threads.</summary>
+    public static void ForwardD128<TMask>(FlashForwardArgs<TMask> a) where TMask : struct, IAttentionMask
+    {
+        var smem = SharedMemory.GetDynamic<ushort>();
+        ref ushort sm = ref smem[0];
+        // Heads vary fastest and query blocks run from the last: the longest lists (causal) start first.
+        int qt = a.QueryBlocks - 1 - Grid.IdxY, h = Grid.IdxX, row = Grid.IdxZ;
+        int tid = Group.IdxX, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+        int seq = a.Seq;
+        long rowTok = (long)row * seq;
+        var docs = a.Layouts.Row(row);
+        int kvh = h / (a.Heads / a.KvHeads);
+        int q0 = qt * ForwardQueries;
+        int block = row * a.QueryBlocks + qt;
+        int count = a.Counts[block];
+        long listBase = (long)block * a.KeyTiles;
+        long qHead = (long)h * HeadDim, kvHead = (long)kvh * HeadDim;
+        // Each thread copies 16-byte chunk ldCol of rows ldRow + 16p (p = 0..7): one swizzled offset plus constants.
+        int ldRow = tid >> 4, ldCol = (tid & 15) * 8, ldSm = WG.Offset(ldRow, ldCol, Region);
+        ref ushort gq = ref a.Q[0];
+        for (int p = 0; p < 8; p++)
+        {
+            int tok = q0 + ldRow + 16 * p, ok = tok < seq ? 16 : 0;
+            TC.CopyAsync(ref sm, ldSm + 1024 * p, ref gq, a.QOffset + (rowTok + (ok != 0 ? tok : 0)) * a.QStride + qHead + ldCol, ok);
+        }
+        if (count > 0) LoadKeys(a, ref sm, 0, 0, count, listBase, rowTok, kvHead, ldRow, ldCol, ldSm);
+        TC.CommitAsync();
+
+        int qa = q0 + 64 * wg + 16 * warp + g, qb = qa + 8;
+        int ca = qa < seq ? qa : seq - 1, cb = qb < seq ? qb : seq - 1;
+        int docQa = docs.IndexOf(ca), docQb = docs.IndexOf(cb);
+        var spansA = a.Mask.Spans(docs, ca, docQa);
+        var spansB = a.Mask.Spans(docs, cb, docQb);
+        var o = default(Acc128);
+        float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, l0 = 0f, l1 = 0f;
+        float sl = a.ScaleLog2;
+        int steps = (count + 1) >> 1;
+        for (int n = 0; n < steps; n++)
+        {
+            int entryA = a.Lists[listBase + 2 * n];
+            bool hasB = 2 * n + 1 < count;
+            int entryB = hasB ? a.Lists[listBase + 2 * n + 1] : entryA;
+            int kA = (entryA >> 2) * FlashKernels.Tile, kB = hasB ? (entryB >> 2) * FlashKernels.Tile : seq;
+            bool partial = (entryA & 3) == (int)TileKind.Partial || (entryB & 3) == (int)TileKind.Partial || !hasB || kA + FlashKernels.Tile > seq || kB + FlashKernels.Tile > seq;
+            int buffer = (n & 1) * TileElements;
+            TC.WaitAsync0();
+            WG.FenceProxyAsync();
+            Group.Barrier();
+            if (n + 1 < steps) LoadKeys(a, ref sm, n + 1, ((n + 1) & 1) * TileElements, count, listBase, rowTok, kvHead, ldRow, ldCol, ldSm);
+            TC.CommitAsync();
+            var s = WG.MmaKK(ref sm, wg * 64 * 64, Region, KBuffers + buffer, Region, 8, default, false);
+            if (partial && spansA.Exact) s = MaskSpans(s, kA + 2 * tq, kB + 2 * tq, seq, spansA, spansB);
+            else if (partial) s = MaskPredicate(s, a.Mask, docs, qa, qb, docQa, docQb, kA + 2 * tq, kB + 2 * tq, seq);
+            float x0 = Max0(s), x1 = Max1(s);
+            x0 = MathF.Max(x0, Warp.ShuffleXor(x0, 1)); x0 = MathF.Max(x0, Warp.ShuffleXor(x0, 2));
+            x1 = MathF.Max(x1, Warp.ShuffleXor(x1, 1)); x1 = MathF.Max(x1, Warp.ShuffleXor(x1, 2));
+            float n0 = MathF.Max(m0, x0 * sl), n1 = MathF.Max(m1, x1 * sl);
+            float c0 = n0 == float.NegativeInfinity ? 1f : TC.Exp2(m0 - n0), c1 = n1 == float.NegativeInfinity ? 1f : TC.Exp2(m1 - n1);
+            float u0 = n0 == float.NegativeInfinity ? 0f : n0, u1 = n1 == float.NegativeInfinity ? 0f : n1;
+            m0 = n0; m1 = n1;
+            s = Exp(s, sl, u0, u1);
+            l0 = l0 * c0 + Sum0(s);
+            l1 = l1 * c1 + Sum1(s);
+            o = Scale(o, c0, c1);
+            o = WG.MmaRN(Pack(s), ref sm, VBuffers + buffer, Region, 8, o, true);
+        }
+        l0 += Warp.ShuffleXor(l0, 1); l0 += Warp.ShuffleXor(l0, 2);
+        l1 += Warp.ShuffleXor(l1, 1); l1 += Warp.ShuffleXor(l1, 2);
+        float i0 = l0 > 0f ? 1f / l0 : 0f, i1 = l1 > 0f ? 1f / l1 : 0f;
+        var o32 = a.O.Cast<uint>();
+        if (qa < seq)
+        {
+            StoreRow(o32, (a.OOffset + (rowTok + qa) * a.OStride + qHead + 2 * tq) >> 1, Row0(o), i0);
+            if (tq == 0 && a.Lse.Length > 0) a.Lse[((long)row * a.Heads + h) * seq + qa] = l0 > 0f ? (m0 + TC.Log2(l0)) * 0.6931471805599453f : float.NegativeInfinity;
+        }
+        if (qb < seq)
+        {
+            StoreRow(o32, (a.OOffset + (rowTok + qb) * a.OStride + qHead + 2 * tq) >> 1, Row1(o), i1);
+            if (tq == 0 && a.Lse.Length > 0) a.Lse[((long)row * a.Heads + h) * seq + qb] = l1 > 0f ? (m1 + TC.Log2(l1)) * 0.6931471805599453f : float.NegativeInfinity;
+        }
+    }
+
+    /// <summary>cp.async of step <paramref name="step"/>'s two key tiles of K and V (rows 0–63 and 64–127; a missing or past-the-end row is zero-filled).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LoadKeys<TMask>(in FlashForwardArgs<TMask> a, ref ushort sm, int step, int buffer, int count, long listBase, long rowTok, long kvHead,
+        int ldRow, int ldCol, int ldSm) where TMask : struct, IAttentionMask
+    {
+        ref ushort gk = ref a.K[0];
+        ref ushort gv = ref a.V[0];
+        int kA = (a.Lists[listBase + 2 * step] >> 2) * FlashKernels.Tile;
+        int kB = 2 * step + 1 < count ? (a.Lists[listBase + 2 * step + 1] >> 2) * FlashKernels.Tile : a.Seq;
+        for (int p = 0; p < 8; p++)
+        {
+            int tok = (p < 4 ? kA : kB - 64) + ldRow + 16 * p, ok = tok < a.Seq ? 16 : 0;
+            long t = rowTok + (ok != 0 ? tok : 0);
+            TC.CopyAsync(ref sm, KBuffers + buffer + ldSm + 1024 * p, ref gk, a.KOffset + t * a.KStride + kvHead + ldCol, ok);
+            TC.CopyAsync(ref sm, VBuffers + buffer + ldSm + 1024 * p, ref gv, a.VOffset + t * a.VStride + kvHead + ldCol, ok);
+        }
+    }
+
+    // ---- The accumulator, chunk by chunk (ILGPU does not unroll loops; each helper is straight-line) ----------------
+
+    /// <summary>Scores of keys outside the rows' spans (or past the end) to −∞; chunk j's first key is <paramref name="kA"/> + 8j (j &lt; 8) or <paramref name="kB"/> + 8(j − 8).</summary>
+    private static Acc128 MaskSpans(Acc128 s, int kA, int kB, int seq, RowSpans ra, RowSpans rb) => new()
+    {
+        C0 = MaskSpans(s.C0, kA, seq, ra, rb), C1 = MaskSpans(s.C1, kA + 8, seq, ra, rb), C2 = MaskSpans(s.C2, kA + 16, seq, ra, rb), C3 = MaskSpans(s.C3, kA + 24, seq, ra, rb),
+        C4 = MaskSpans(s.C4, kA + 32, seq, ra, rb), C5 = MaskSpans(s.C5, kA + 40, seq, ra, rb), C6 = MaskSpans(s.C6, kA + 48, seq, ra, rb), C7 = MaskSpans(s.C7, kA + 56, seq, ra, rb),
+        C8 = MaskSpans(s.C8, kB, seq, ra, rb), C9 = MaskSpans(s.C9, kB + 8, seq, ra, rb), C10 = MaskSpans(s.C10, kB + 16, seq, ra, rb), C11 = MaskSpans(s.C11, kB + 24, seq, ra, rb),
+        C12 = MaskSpans(s.C12, kB + 32, seq, ra, rb), C13 = MaskSpans(s.C13, kB + 40, seq, ra, rb), C14 = MaskSpans(s.C14, kB + 48, seq, ra, rb), C15 = MaskSpans(s.C15, kB + 56, seq, ra, rb),
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static F4 MaskSpans(F4 c, int k, int seq, RowSpans ra, RowSpans rb) => new()
+    {
+        X = k < seq & RowSpans.Contains(k, ra.Lo0, ra.Hi0, ra.Lo1, ra.Hi1) ? c.X : float.NegativeInfinity,
+        Y = k + 1 < seq & RowSpans.Contains(k + 1, ra.Lo0, ra.Hi0, ra.Lo1, ra.Hi1) ? c.Y : float.NegativeInfinity,
+        Z = k < seq & RowSpans.Contains(k, rb.Lo0, rb.Hi0, rb.Lo1, rb.Hi1) ? c.Z : float.NegativeInfinity,
+        W = k + 1 < seq & RowSpans.Contains(k + 1, rb.Lo0, rb.Hi0, rb.Lo1, rb.Hi1) ? c.W : float.NegativeInfinity,
+    };
+
+    /// <summary>As <see cref="MaskSpans(Acc128, int, int, int, RowSpans, RowSpans)"/>, evaluating the mask's predicate (masks without spans).</summary>
+    private static Acc128 MaskPredicate<TMask, TDocs>(Acc128 s, TMask mask, TDocs docs, int qa, int qb, int da, int db, int kA, int kB, int seq)
+        where TMask : struct, IAttentionMask where TDocs : struct, IDocumentBounds => new()
+    {
+        C0 = MaskPredicate(s.C0, mask, docs, qa, qb, da, db, kA, seq), C1 = MaskPredicate(s.C1, mask, docs, qa, qb, da, db, kA + 8, seq),
+        C2 = MaskPredicate(s.C2, mask, docs, qa, qb, da, db, kA + 16, seq), C3 = MaskPredicate(s.C3, mask, docs, qa, qb, da, db, kA + 24, seq),
+        C4 = MaskPredicate(s.C4, mask, docs, qa, qb, da, db, kA + 32, seq), C5 = MaskPredicate(s.C5, mask, docs, qa, qb, da, db, kA + 40, seq),
+        C6 = MaskPredicate(s.C6, mask, docs, qa, qb, da, db, kA + 48, seq), C7 = MaskPredicate(s.C7, mask, docs, qa, qb, da, db, kA + 56, seq),
+        C8 = MaskPredicate(s.C8, mask, docs, qa, qb, da, db, kB, seq), C9 = MaskPredicate(s.C9, mask, docs, qa, qb, da, db, kB + 8, seq),
+        C10 = MaskPredicate(s.C10, mask, docs, qa, qb, da, db, kB + 16, seq), C11 = MaskPredicate(s.C11, mask, docs, qa, qb, da, db, kB + 24, seq),
+        C12 = MaskPredicate(s.C12, mask, docs, qa, qb, da, db, kB + 32, seq), C13 = MaskPredicate(s.C13, mask, docs, qa, qb, da, db, kB + 40, seq),
+        C14 = MaskPredicate(s.C14, mask, docs, qa, qb, da, db, kB + 48, seq), C15 = MaskPredicate(s.C15, mask, docs, qa, qb, da, db, kB + 56, seq),
+    };
+
+    private static F4 MaskPredicate<TMask, TDocs>(F4 c, TMask mask, TDocs docs, int qa, int qb, int da, int db, int k, int seq)
+        where TMask : struct, IAttentionMask where TDocs : struct, IDocumentBounds
+    {
+        bool in0 = k < seq, in1 = k + 1 < seq;
+        int d0 = docs.IndexOf(in0 ? k : seq - 1), d1 = docs.IndexOf(in1 ? k + 1 : seq - 1);
+        return new F4
+        {
+            X = in0 && mask.Allows(docs, qa, k, da, d0) ? c.X : float.NegativeInfinity,
+            Y = in1 && mask.Allows(docs, qa, k + 1, da, d1) ? c.Y : float.NegativeInfinity,
+            Z = in0 && mask.Allows(docs, qb, k, db, d0) ? c.Z : float.NegativeInfinity,
+            W = in1 && mask.Allows(docs, qb, k + 1, db, d1) ? c.W : float.NegativeInfinity,
+        };
+    }
+
+    /// <summary>The largest score of this thread's first row (fields X, Y).</summary>
+    private static float Max0(Acc128 s) =>
+        MathF.Max(MathF.Max(MathF.Max(MathF.Max(Max0(s.C0), Max0(s.C1)), MathF.Max(Max0(s.C2), Max0(s.C3))), MathF.Max(MathF.Max(Max0(s.C4), Max0(s.C5)), MathF.Max(Max0(s.C6), Max0(s.C7)))),
+                  MathF.Max(MathF.Max(MathF.Max(Max0(s.C8), Max0(s.C9)), MathF.Max(Max0(s.C10), Max0(s.C11))), MathF.Max(MathF.Max(Max0(s.C12), Max0(s.C13)), MathF.Max(Max0(s.C14), Max0(s.C15)))));
+
+    /// <summary>The largest score of this thread's second row (fields Z, W).</summary>
+    private static float Max1(Acc128 s) =>
+        MathF.Max(MathF.Max(MathF.Max(MathF.Max(Max1(s.C0), Max1(s.C1)), MathF.Max(Max1(s.C2), Max1(s.C3))), MathF.Max(MathF.Max(Max1(s.C4), Max1(s.C5)), MathF.Max(Max1(s.C6), Max1(s.C7)))),
+                  MathF.Max(MathF.Max(MathF.Max(Max1(s.C8), Max1(s.C9)), MathF.Max(Max1(s.C10), Max1(s.C11))), MathF.Max(MathF.Max(Max1(s.C12), Max1(s.C13)), MathF.Max(Max1(s.C14), Max1(s.C15)))));
+
+    private static float Max0(F4 c) => MathF.Max(c.X, c.Y);
+    private static float Max1(F4 c) => MathF.Max(c.Z, c.W);
+
+    private static float Sum0(Acc128 s) =>
+        ((Sum0(s.C0) + Sum0(s.C1)) + (Sum0(s.C2) + Sum0(s.C3))) + ((Sum0(s.C4) + Sum0(s.C5)) + (Sum0(s.C6) + Sum0(s.C7))) +
+        (((Sum0(s.C8) + Sum0(s.C9)) + (Sum0(s.C10) + Sum0(s.C11))) + ((Sum0(s.C12) + Sum0(s.C13)) + (Sum0(s.C14) + Sum0(s.C15))));
+
+    private static float Sum1(Acc128 s) =>
+        ((Sum1(s.C0) + Sum1(s.C1)) + (Sum1(s.C2) + Sum1(s.C3))) + ((Sum1(s.C4) + Sum1(s.C5)) + (Sum1(s.C6) + Sum1(s.C7))) +
+        (((Sum1(s.C8) + Sum1(s.C9)) + (Sum1(s.C10) + Sum1(s.C11))) + ((Sum1(s.C12) + Sum1(s.C13)) + (Sum1(s.C14) + Sum1(s.C15))));
+
+    private static float Sum0(F4 c) => c.X + c.Y;
+    private static float Sum1(F4 c) => c.Z + c.W;
+
+    /// <summary>2^(s·scale − u) per row (the softmax numerators).</summary>
+    private static Acc128 Exp(Acc128 s, float sl, float u0, float u1) => new()
+    {
+        C0 = Exp(s.C0, sl, u0, u1), C1 = Exp(s.C1, sl, u0, u1), C2 = Exp(s.C2, sl, u0, u1), C3 = Exp(s.C3, sl, u0, u1),
+        C4 = Exp(s.C4, sl, u0, u1), C5 = Exp(s.C5, sl, u0, u1), C6 = Exp(s.C6, sl, u0, u1), C7 = Exp(s.C7, sl, u0, u1),
+        C8 = Exp(s.C8, sl, u0, u1), C9 = Exp(s.C9, sl, u0, u1), C10 = Exp(s.C10, sl, u0, u1), C11 = Exp(s.C11, sl, u0, u1),
+        C12 = Exp(s.C12, sl, u0, u1), C13 = Exp(s.C13, sl, u0, u1), C14 = Exp(s.C14, sl, u0, u1), C15 = Exp(s.C15, sl, u0, u1),
+    };
+
+    private static F4 Exp(F4 c, float sl, float u0, float u1) =>
+        new() { X = TC.Exp2(c.X * sl - u0), Y = TC.Exp2(c.Y * sl - u0), Z = TC.Exp2(c.Z * sl - u1), W = TC.Exp2(c.W * sl - u1) };
+
+    /// <summary>Each row times its factor (the rescale of O when the running maximum grows).</summary>
+    private static Acc128 Scale(Acc128 o, float c0, float c1) => new()
+    {
+        C0 = Scale(o.C0, c0, c1), C1 = Scale(o.C1, c0, c1), C2 = Scale(o.C2, c0, c1), C3 = Scale(o.C3, c0, c1),
+        C4 = Scale(o.C4, c0, c1), C5 = Scale(o.C5, c0, c1), C6 = Scale(o.C6, c0, c1), C7 = Scale(o.C7, c0, c1),
+        C8 = Scale(o.C8, c0, c1), C9 = Scale(o.C9, c0, c1), C10 = Scale(o.C10, c0, c1), C11 = Scale(o.C11, c0, c1),
+        C12 = Scale(o.C12, c0, c1), C13 = Scale(o.C13, c0, c1), C14 = Scale(o.C14, c0, c1), C15 = Scale(o.C15, c0, c1),
+    };
+
+    private static F4 Scale(F4 c, float c0, float c1) => new() { X = c.X * c0, Y = c.Y * c0, Z = c.Z * c1, W = c.W * c1 };
+
+    /// <summary>P as eight A fragments (bf16): fragment s from accumulator chunks 2s (columns 16s..16s+7) and 2s + 1.</summary>
+    private static U4x8 Pack(Acc128 s) => new()
+    {
+        K0 = Pack(s.C0, s.C1), K1 = Pack(s.C2, s.C3), K2 = Pack(s.C4, s.C5), K3 = Pack(s.C6, s.C7),
+        K4 = Pack(s.C8, s.C9), K5 = Pack(s.C10, s.C11), K6 = Pack(s.C12, s.C13), K7 = Pack(s.C14, s.C15),
+    };
+
+    private static U4 Pack(F4 lo, F4 hi) => new() { X = TC.Pack(lo.X, lo.Y), Y = TC.Pack(lo.Z, lo.W), Z = TC.Pack(hi.X, hi.Y), W = TC.Pack(hi.Z, hi.W) };
+
+    /// <summary>The thread's first row of an accumulator as 16 pairs (X, Y of each chunk).</summary>
+    private static Acc128 Row0(Acc128 o) => o;
+
+    /// <summary>The thread's second row moved into the X, Y fields.</summary>
+    private static Acc128 Row1(Acc128 o) => new()
+    {
+        C0 = Low(o.C0), C1 = Low(o.C1), C2 = Low(o.C2), C3 = Low(o.C3), C4 = Low(o.C4), C5 = Low(o.C5), C6 = Low(o.C6), C7 = Low(o.C7),
+        C8 = Low(o.C8), C9 = Low(o.C9), C10 = Low(o.C10), C11 = Low(o.C11), C12 = Low(o.C12), C13 = Low(o.C13), C14 = Low(o.C14), C15 = Low(o.C15),
+    };
+
+    private static F4 Low(F4 c) => new() { X = c.Z, Y = c.W };
+
+    /// <summary>Fields X, Y of every chunk times <paramref name="inv"/>, as bf16 pairs at <paramref name="at"/> + 4j (columns 8j + 2tq).</summary>
+    private static void StoreRow(ArrayView<uint> o32, long at, Acc128 o, float inv)
+    {
+        o32[at] = TC.Pack(o.C0.X * inv, o.C0.Y * inv); o32[at + 4] = TC.Pack(o.C1.X * inv, o.C1.Y * inv);
+        o32[at + 8] = TC.Pack(o.C2.X * inv, o.C2.Y * inv); o32[at + 12] = TC.Pack(o.C3.X * inv, o.C3.Y * inv);
+        o32[at + 16] = TC.Pack(o.C4.X * inv, o.C4.Y * inv); o32[at + 20] = TC.Pack(o.C5.X * inv, o.C5.Y * inv);
+        o32[at + 24] = TC.Pack(o.C6.X * inv, o.C6.Y * inv); o32[at + 28] = TC.Pack(o.C7.X * inv, o.C7.Y * inv);
+        o32[at + 32] = TC.Pack(o.C8.X * inv, o.C8.Y * inv); o32[at + 36] = TC.Pack(o.C9.X * inv, o.C9.Y * inv);
+        o32[at + 40] = TC.Pack(o.C10.X * inv, o.C10.Y * inv); o32[at + 44] = TC.Pack(o.C11.X * inv, o.C11.Y * inv);
+        o32[at + 48] = TC.Pack(o.C12.X * inv, o.C12.Y * inv); o32[at + 52] = TC.Pack(o.C13.X * inv, o.C13.Y * inv);
+        o32[at + 56] = TC.Pack(o.C14.X * inv, o.C14.Y * inv); o32[at + 60] = TC.Pack(o.C15.X * inv, o.C15.Y * inv);
+    }
+}
