@@ -128,7 +128,7 @@ public static class AttentionBench
         if (options.Validate() is { } error) throw new ArgumentException(error);
         var results = new List<BenchResult>();
         var flash = new FlashAttention(device) { Kernels = options.Kernels };
-        log?.Invoke($"kernels: forward on {(flash.ForwardUsesWgmma(options.HeadDim) ? "warpgroup MMA (wgmma)" : "mma.sync")}, backward on mma.sync");
+        log?.Invoke($"kernels: {(flash.UsesWgmma(options.HeadDim) ? "warpgroup MMA (wgmma)" : "mma.sync")}");
         var random = device.Kernel<RandomArgs>(RandomKernels.RandomNormalBf16);
         int heads = options.Heads, kvHeads = options.KvHeads, d = options.HeadDim;
         foreach (var group in AttentionCase.All(options).GroupBy(c => c.Seq))

@@ -34,8 +34,8 @@ public sealed class FlashAttention(GpuDevice device)
     /// <summary>The kernels to run (<see cref="FlashKernelSet.Auto"/> unless a benchmark or test asks for one set).</summary>
     public FlashKernelSet Kernels { get; set; } = FlashKernelSet.Auto;
 
-    /// <summary>Whether the forward pass at <paramref name="headDim"/> runs on warpgroup MMA; asking for it where it cannot run is an error.</summary>
-    public bool ForwardUsesWgmma(int headDim) => Kernels switch
+    /// <summary>Whether the kernels at <paramref name="headDim"/> run on warpgroup MMA; asking for it where it cannot run is an error.</summary>
+    public bool UsesWgmma(int headDim) => Kernels switch
     {
         FlashKernelSet.MmaSync => false,
         FlashKernelSet.Auto => headDim == HopperFlashKernels.HeadDim && device.SupportsHopper,
@@ -117,7 +117,7 @@ public sealed class FlashAttention(GpuDevice device)
     {
         Check(headDim, batch, q, k, v, o);
         var (rows, _) = CurrentLists(batch, headDim);
-        bool wgmma = ForwardUsesWgmma(headDim);
+        bool wgmma = UsesWgmma(headDim);
         int bytes = wgmma ? HopperFlashKernels.ForwardSharedBytes : FlashKernels.ForwardSharedBytes(headDim);
         var launch = wgmma
             ? device.HopperKernel<FlashForwardArgs<TMask>>(HopperFlashKernels.ForwardD128<TMask>, bytes)
@@ -144,7 +144,7 @@ public sealed class FlashAttention(GpuDevice device)
         where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o, dO);
-        if (SharedMemoryProblem(headDim, device.MaxSharedBytesPerGroup, backward: true) is { } memory) throw new NotSupportedException($"flash attention: {memory}");
+        if (!UsesWgmma(headDim) && SharedMemoryProblem(headDim, device.MaxSharedBytesPerGroup, backward: true) is { } memory) throw new NotSupportedException($"flash attention: {memory}");
         var (_, columns) = CurrentLists(batch, headDim);
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;
@@ -162,9 +162,11 @@ public sealed class FlashAttention(GpuDevice device)
             Delta = delta, Seq = batch.Seq, Heads = heads, HeadDim = headDim,
         });
         dqAccumulator.MemSetToZero(device.Stream);
-        var kernel = FlashKernels.BackwardKernel<TMask>(headDim)!;
-        int bytes = FlashKernels.BackwardSharedBytes(headDim);
-        var launch = device.GroupedKernel<FlashBackwardArgs<TMask>>(kernel, bytes);
+        bool wgmma = UsesWgmma(headDim);
+        int bytes = wgmma ? HopperFlashKernels.BackwardSharedBytes : FlashKernels.BackwardSharedBytes(headDim);
+        var launch = wgmma
+            ? device.HopperKernel<FlashBackwardArgs<TMask>>(HopperFlashKernels.BackwardD128<TMask>, bytes)
+            : device.GroupedKernel<FlashBackwardArgs<TMask>>(FlashKernels.BackwardKernel<TMask>(headDim)!, bytes);
         var config = new KernelConfig(new Index3D(kvHeads, KeyBlocks(batch), batch.Rows), new Index3D(FlashKernels.BackwardThreads, 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         float scale = Scale(headDim);

@@ -46,7 +46,7 @@ public static class PtxCompiler
             foreach (var pass in new[] { "Forward", "Backward" }) Add(typeof(FlashKernels), $"{pass}D{d}", typeof(MaskTerms));
         foreach (var helper in new[] { "RowLists", "ColumnLists", "Delta", "ScaleToBf16" }) Add(typeof(FlashKernels), helper);
         foreach (var gemm in new[] { "GemmNT", "GemmNN" }) Add(typeof(WarpgroupGemmKernels), gemm);
-        Add(typeof(HopperFlashKernels), "ForwardD128", typeof(MaskTerms));
+        foreach (var pass in new[] { "Forward", "Backward" }) Add(typeof(HopperFlashKernels), $"{pass}D128", typeof(MaskTerms));
         return list;
     }
 

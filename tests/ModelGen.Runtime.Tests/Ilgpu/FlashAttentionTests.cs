@@ -179,10 +179,11 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
     [Theory]
     [InlineData(MaskKind.Anchor, 200, 2, 1)]
     [InlineData(MaskKind.Causal, 130, 1, 1)]
-    public void Wgmma_forward_matches_an_fp64_reference(MaskKind kind, int seq, int heads, int kvHeads)
+    public void Wgmma_forward_and_backward_match_an_fp64_reference(MaskKind kind, int seq, int heads, int kvHeads)
     {
-        // Head dim 128 on the warpgroup-MMA kernel: 200 tokens give lists of odd length (a step with one tile) and a
-        // partial last tile; GQA 2/1; the anchor's documents make full, partial and empty tiles.
+        // Head dim 128 on the warpgroup-MMA kernels: 200 tokens give forward lists of odd length (a step with one tile),
+        // a partial last tile and a partial last key block; GQA 2/1 walks two query heads per key block; the anchor's
+        // documents make full, partial and empty tiles.
         const int headDim = 128;
         var random = new Random(seq);
         var layout = kind == MaskKind.Causal ? DocumentLayout.Single(seq) : DocumentLayout.Anchored(seq, 1, 60, 61, 150);
@@ -191,34 +192,44 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         var q = Rand(seq * heads * headDim);
         var k = Rand(seq * kvHeads * headDim);
         var v = Rand(seq * kvHeads * headDim);
-        var reference = Reference(q, k, v, new float[q.Length], seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
+        var dO = Rand(seq * heads * headDim);
+        var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
         var acc = cpu.Device.Accelerator;
         using var batch = new GpuBatch(cpu.Device, 1, seq);
         batch.Upload(new int[seq], Enumerable.Range(0, seq).ToArray(), [layout], vocab: 1);
         batch.BuildTileMap(mask);
         var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };
-        Assert.True(flash.ForwardUsesWgmma(headDim));
+        Assert.True(flash.UsesWgmma(headDim));
         using var qb = acc.Allocate1D(Bf16.FromFloats(q));
         using var kb = acc.Allocate1D(Bf16.FromFloats(k));
         using var vb = acc.Allocate1D(Bf16.FromFloats(v));
+        using var dOb = acc.Allocate1D(Bf16.FromFloats(dO));
         using var ob = acc.Allocate1D<ushort>(q.Length);
         using var lse = acc.Allocate1D<float>(seq * heads);
+        using var dq = acc.Allocate1D<ushort>(q.Length);
+        using var dk = acc.Allocate1D<ushort>(k.Length);
+        using var dv = acc.Allocate1D<ushort>(v.Length);
+        using var scratch = acc.Allocate1D<float>(FlashAttention.BackwardScratchLength(batch, heads, headDim));
         FlashOperand Op(MemoryBuffer1D<ushort, Stride1D.Dense> b, int h) => new(b.View, HeadLayout.Packed(seq, h * headDim, 0, h, headDim));
         flash.Forward(Op(qb, heads), Op(kb, kvHeads), Op(vb, kvHeads), Op(ob, heads), headDim, batch, mask, lse.View);
+        flash.Backward(Op(qb, heads), Op(kb, kvHeads), Op(vb, kvHeads), Op(ob, heads), Op(dOb, heads), lse.View, dq.View, dk.View, dv.View, headDim, batch, mask, scratch.View);
         cpu.Device.Synchronize();
         Near("O", reference.O, Bf16.ToFloats(ob.GetAsArray1D()), 0.01);
         Near("lse", reference.Lse, lse.GetAsArray1D(), 1e-4);
+        Near("dQ", reference.DQ, Bf16.ToFloats(dq.GetAsArray1D()), 0.02);
+        Near("dK", reference.DK, Bf16.ToFloats(dk.GetAsArray1D()), 0.02);
+        Near("dV", reference.DV, Bf16.ToFloats(dv.GetAsArray1D()), 0.02);
     }
 
     [Fact]
     public void Wgmma_kernels_are_refused_where_they_cannot_run()
     {
         var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };
-        var e = Assert.Throws<NotSupportedException>(() => flash.ForwardUsesWgmma(64));
+        var e = Assert.Throws<NotSupportedException>(() => flash.UsesWgmma(64));
         Assert.Contains("head dim 128, not 64", e.Message, StringComparison.Ordinal);
         // Auto picks warpgroup MMA only on an SM_90 GPU; the CPU accelerator keeps mma.sync.
-        Assert.False(new FlashAttention(cpu.Device).ForwardUsesWgmma(128));
-        Assert.False(new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.MmaSync }.ForwardUsesWgmma(128));
+        Assert.False(new FlashAttention(cpu.Device).UsesWgmma(128));
+        Assert.False(new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.MmaSync }.UsesWgmma(128));
         // The kernel reads the same row lists and grid as the mma.sync kernel at head dim 128.
         Assert.Equal(HopperFlashKernels.ForwardQueries, FlashKernels.ForwardQueries(128));
     }

@@ -122,6 +122,277 @@ public static class HopperFlashKernels
         }
     }
 
+    // ---- Backward ------------------------------------------------------------------------------------------------
+
+    /// <summary>Keys per backward group (the column lists of <see cref="FlashKernels.BackwardKeys"/>), 64 per warpgroup.</summary>
+    public const int BackwardKeys = 2 * FlashKernels.Tile;
+
+    /// <summary>Threads per backward group: two warpgroups.</summary>
+    public const int BackwardThreads = 2 * WG.Threads;
+
+    private const int StepQ = FlashKernels.Tile;              // queries per backward step
+    private const int StepTile = StepQ * HeadDim;              // a step's Q or dO tile, elements
+    private const int StepRegion = StepQ * 64;                 // its 64-column blocks' distance
+    private const int BwdK = 0, BwdV = TileElements;           // K and V of the group's 128 keys
+    private const int BwdQ = 2 * TileElements;                 // two buffers of Q, then two of dO
+    private const int BwdDO = BwdQ + 2 * StepTile;
+    private const int BwdDS = BwdDO + 2 * StepTile;            // dSᵀ [128 keys][64 queries]
+    private const int StepValues = 6 * StepQ;                  // LSE (log2), Δ, four span bounds per query
+    private const int BwdValues = BwdDS + BackwardKeys * StepQ; // two buffers of step values (32-bit each)
+
+    /// <summary>Dynamic shared memory of the backward kernel, bytes: K, V, two Q and two dO buffers, dSᵀ, two buffers of step values.</summary>
+    public const int BackwardSharedBytes = (BwdValues + 2 * 2 * StepValues) * 2;
+
+    /// <summary>
+    /// Flash attention backward, head dim 128, on warpgroup MMA: group (128 keys, key/value head, row), 256 threads; each
+    /// warpgroup owns 64 keys. Per step of 64 queries (the group's query heads × its column list): Sᵀ = K·Qᵀ and
+    /// dPᵀ = V·dOᵀ (64 × 64 per warpgroup), Pᵀ and dSᵀ on the accumulators, dV += Pᵀ·dO and dK += dSᵀ·Q with P and dS
+    /// from registers, dSᵀ to shared memory, then each warpgroup's half of dQ = dS·K (dS M-major, K N-major) added
+    /// atomically in fp32 (vector reductions of two floats). Sᵀ and dPᵀ run as one group of MMAs, dV and dK as another.
+    /// The next step's Q, dO and values load while this one runs; two barriers per step.
+    /// </summary>
+    public static void BackwardD128<TMask>(FlashBackwardArgs<TMask> a) where TMask : struct, IAttentionMask
+    {
+        var smem = SharedMemory.GetDynamic<ushort>();
+        ref ushort sm = ref smem[0];
+        // Heads vary fastest, key blocks from the first: the longest lists (the first keys) start first.
+        int kbk = Grid.IdxY, kvh = Grid.IdxX, row = Grid.IdxZ;
+        int tid = Group.IdxX, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+        int seq = a.Seq;
+        long rowTok = (long)row * seq;
+        var docs = a.Layouts.Row(row);
+        int k0 = kbk * BackwardKeys;
+        int block = row * a.KeyBlocks + kbk;
+        int count = a.Counts[block];
+        long listBase = (long)block * a.QueryTiles;
+        long kvHead = (long)kvh * HeadDim;
+        int groupSize = a.Heads / a.KvHeads;
+        int steps = groupSize * count;
+        int ldRow = tid >> 4, ldCol = (tid & 15) * 8;
+        int ldKey = WG.Offset(ldRow, ldCol, Region), ldQuery = WG.Offset(ldRow, ldCol, StepRegion);
+        ref ushort gk = ref a.K[0];
+        ref ushort gv = ref a.V[0];
+        for (int p = 0; p < 8; p++)
+        {
+            int tok = k0 + ldRow + 16 * p, ok = tok < seq ? 16 : 0;
+            long t = rowTok + (ok != 0 ? tok : 0);
+            TC.CopyAsync(ref sm, BwdK + ldKey + 1024 * p, ref gk, a.KOffset + t * a.KStride + kvHead + ldCol, ok);
+            TC.CopyAsync(ref sm, BwdV + ldKey + 1024 * p, ref gv, a.VOffset + t * a.VStride + kvHead + ldCol, ok);
+        }
+        if (steps > 0)
+        {
+            LoadStep(a, ref sm, 0, 0, count, groupSize, kvh, listBase, rowTok, ldRow, ldCol, ldQuery);
+            int hi = 0, q0 = (a.Lists[listBase] >> 2) * StepQ;
+            TC.StoreShared32(ref sm, BwdValues + 2 * tid, FlashKernels.StepValue(a, docs, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), tid >> 6));
+            if (tid < StepValues - BackwardThreads)
+                TC.StoreShared32(ref sm, BwdValues + 2 * (tid + BackwardThreads), FlashKernels.StepValue(a, docs, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6));
+        }
+        TC.CommitAsync();
+
+        var dk = default(Acc128);
+        var dv = default(Acc128);
+        bool exact = a.Mask.Spans(docs, 0, 0).Exact;
+        float sl = a.ScaleLog2;
+        long dqStride = (long)a.Heads * HeadDim;
+        int keyRow = 64 * wg + 16 * warp + g;                     // this thread's first key row in the group
+        int kx = k0 + keyRow, ky = kx + 8;
+        int dsAt = BwdDS + keyRow * 64 + 2 * tq;                   // its dSᵀ pairs: + chunk (j ⊕ g)·8, row + 8 at + 512
+        for (int n = 0; n < steps; n++)
+        {
+            int hi = n / count, entry = a.Lists[listBase + n - hi * count];
+            int q0 = (entry >> 2) * StepQ;
+            long qHead = (long)(kvh * groupSize + hi) * HeadDim;
+            int buffer = (n & 1) * StepTile, vals = BwdValues + (n & 1) * 2 * StepValues;
+            TC.WaitAsync0();
+            WG.FenceProxyAsync();
+            Group.Barrier();
+            uint staged0 = 0, staged1 = 0;
+            if (n + 1 < steps)
+            {
+                int nn = n + 1, hn = nn / count, qn = (a.Lists[listBase + nn - hn * count] >> 2) * StepQ;
+                LoadStep(a, ref sm, nn, (nn & 1) * StepTile, count, groupSize, kvh, listBase, rowTok, ldRow, ldCol, ldQuery);
+                staged0 = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), tid >> 6);
+                if (tid < StepValues - BackwardThreads)
+                    staged1 = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6);
+            }
+            TC.CommitAsync();
+            bool partial = (entry & 3) == (int)TileKind.Partial || q0 + StepQ > seq || k0 + BackwardKeys > seq;
+            // Sᵀ (chunks 0–7) and dPᵀ (chunks 8–15) in one group.
+            var sdp = WG.MmaKK64x2(ref sm, BwdK + 64 * 64 * wg, BwdQ + buffer, BwdV + 64 * 64 * wg, BwdDO + buffer, Region, StepRegion, 8);
+            // Pᵀ = 2^(S·scale·log2 e − lse₂(q)) and dSᵀ = Pᵀ ∘ (dPᵀ − Δ(q)); query columns 8j + 2tq (+ 1) of the step.
+            int col = vals + 4 * tq;
+            var pt = new Acc64
+            {
+                C0 = P(ref sm, sdp.C0, sl, col), C1 = P(ref sm, sdp.C1, sl, col + 16), C2 = P(ref sm, sdp.C2, sl, col + 32), C3 = P(ref sm, sdp.C3, sl, col + 48),
+                C4 = P(ref sm, sdp.C4, sl, col + 64), C5 = P(ref sm, sdp.C5, sl, col + 80), C6 = P(ref sm, sdp.C6, sl, col + 96), C7 = P(ref sm, sdp.C7, sl, col + 112),
+            };
+            if (partial)
+            {
+                int qc = q0 + 2 * tq;
+                pt = exact
+                    ? new Acc64
+                    {
+                        C0 = MaskColumns(ref sm, pt.C0, kx, ky, qc, col, seq), C1 = MaskColumns(ref sm, pt.C1, kx, ky, qc + 8, col + 16, seq),
+                        C2 = MaskColumns(ref sm, pt.C2, kx, ky, qc + 16, col + 32, seq), C3 = MaskColumns(ref sm, pt.C3, kx, ky, qc + 24, col + 48, seq),
+                        C4 = MaskColumns(ref sm, pt.C4, kx, ky, qc + 32, col + 64, seq), C5 = MaskColumns(ref sm, pt.C5, kx, ky, qc + 40, col + 80, seq),
+                        C6 = MaskColumns(ref sm, pt.C6, kx, ky, qc + 48, col + 96, seq), C7 = MaskColumns(ref sm, pt.C7, kx, ky, qc + 56, col + 112, seq),
+                    }
+                    : new Acc64
+                    {
+                        C0 = MaskColumnsPredicate(pt.C0, a.Mask, docs, kx, ky, qc, seq), C1 = MaskColumnsPredicate(pt.C1, a.Mask, docs, kx, ky, qc + 8, seq),
+                        C2 = MaskColumnsPredicate(pt.C2, a.Mask, docs, kx, ky, qc + 16, seq), C3 = MaskColumnsPredicate(pt.C3, a.Mask, docs, kx, ky, qc + 24, seq),
+                        C4 = MaskColumnsPredicate(pt.C4, a.Mask, docs, kx, ky, qc + 32, seq), C5 = MaskColumnsPredicate(pt.C5, a.Mask, docs, kx, ky, qc + 40, seq),
+                        C6 = MaskColumnsPredicate(pt.C6, a.Mask, docs, kx, ky, qc + 48, seq), C7 = MaskColumnsPredicate(pt.C7, a.Mask, docs, kx, ky, qc + 56, seq),
+                    };
+            }
+            int dcol = col + 2 * StepQ;
+            var dst = new Acc64
+            {
+                C0 = Ds(ref sm, pt.C0, sdp.C8, dcol), C1 = Ds(ref sm, pt.C1, sdp.C9, dcol + 16), C2 = Ds(ref sm, pt.C2, sdp.C10, dcol + 32), C3 = Ds(ref sm, pt.C3, sdp.C11, dcol + 48),
+                C4 = Ds(ref sm, pt.C4, sdp.C12, dcol + 64), C5 = Ds(ref sm, pt.C5, sdp.C13, dcol + 80), C6 = Ds(ref sm, pt.C6, sdp.C14, dcol + 96), C7 = Ds(ref sm, pt.C7, sdp.C15, dcol + 112),
+            };
+            var dsFragments = Pack(dst);
+            StoreDs(ref sm, dsFragments, dsAt, g);
+            // dV += Pᵀ·dO and dK += dSᵀ·Q in one group (both need only this warpgroup's registers), then the barrier
+            // after which both warpgroups' dSᵀ is in shared memory for dQ.
+            var dvk = WG.MmaRN2(Pack(pt), dsFragments, ref sm, BwdDO + buffer, BwdQ + buffer, StepRegion, 4, dv, dk);
+            dv = dvk.A;
+            dk = dvk.B;
+            WG.FenceProxyAsync();
+            Group.Barrier();
+            // dQ (64 queries × this warpgroup's 64 dims) = dS·K: dSᵀ is dS M-major, K N-major.
+            var dq = WG.MmaMN64(ref sm, BwdDS, Region, BwdK + Region * wg, Region, 8, default, false);
+            int qx = q0 + 16 * warp + g, qy = qx + 8;
+            long dqAt = qHead + 64 * wg + 2 * tq;
+            if (qx < seq) AddRow(a.DQ, (rowTok + qx) * dqStride + dqAt, dq, false);
+            if (qy < seq) AddRow(a.DQ, (rowTok + qy) * dqStride + dqAt, dq, true);
+            if (n + 1 < steps)
+            {
+                int next = BwdValues + ((n + 1) & 1) * 2 * StepValues;
+                TC.StoreShared32(ref sm, next + 2 * tid, staged0);
+                if (tid < StepValues - BackwardThreads) TC.StoreShared32(ref sm, next + 2 * (tid + BackwardThreads), staged1);
+            }
+        }
+        var dk32 = a.DK.Cast<uint>();
+        var dv32 = a.DV.Cast<uint>();
+        long kvStride = (long)a.KvHeads * HeadDim;
+        if (kx < seq)
+        {
+            long at = ((rowTok + kx) * kvStride + kvHead + 2 * tq) >> 1;
+            StoreRow(dk32, at, Row0(dk), a.Scale);
+            StoreRow(dv32, at, Row0(dv), 1f);
+        }
+        if (ky < seq)
+        {
+            long at = ((rowTok + ky) * kvStride + kvHead + 2 * tq) >> 1;
+            StoreRow(dk32, at, Row1(dk), a.Scale);
+            StoreRow(dv32, at, Row1(dv), 1f);
+        }
+    }
+
+    /// <summary>cp.async of step <paramref name="step"/>'s Q and dO tiles (64 queries of its head; past-the-end rows zero-filled).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LoadStep<TMask>(in FlashBackwardArgs<TMask> a, ref ushort sm, int step, int buffer, int count, int groupSize, int kvh, long listBase,
+        long rowTok, int ldRow, int ldCol, int ldQuery) where TMask : struct, IAttentionMask
+    {
+        ref ushort gq = ref a.Q[0];
+        ref ushort gdo = ref a.DO[0];
+        int hi = step / count, q0 = (a.Lists[listBase + step - hi * count] >> 2) * StepQ;
+        long qHead = (long)(kvh * groupSize + hi) * HeadDim;
+        for (int p = 0; p < 4; p++)
+        {
+            int tok = q0 + ldRow + 16 * p, ok = tok < a.Seq ? 16 : 0;
+            long t = rowTok + (ok != 0 ? tok : 0);
+            TC.CopyAsync(ref sm, BwdQ + buffer + ldQuery + 1024 * p, ref gq, a.QOffset + t * a.QStride + qHead + ldCol, ok);
+            TC.CopyAsync(ref sm, BwdDO + buffer + ldQuery + 1024 * p, ref gdo, a.DOOffset + t * a.DOStride + qHead + ldCol, ok);
+        }
+    }
+
+    /// <summary>Pᵀ of one chunk: columns (queries) whose log2 LSE are the step values at <paramref name="at"/> and <paramref name="at"/> + 2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static F4 P(ref ushort sm, F4 s, float sl, int at)
+    {
+        float l0 = Interop.IntAsFloat(TC.LoadShared32(ref sm, at)), l1 = Interop.IntAsFloat(TC.LoadShared32(ref sm, at + 2));
+        return new F4 { X = TC.Exp2(s.X * sl - l0), Y = TC.Exp2(s.Y * sl - l1), Z = TC.Exp2(s.Z * sl - l0), W = TC.Exp2(s.W * sl - l1) };
+    }
+
+    /// <summary>dSᵀ of one chunk: Pᵀ ∘ (dPᵀ − Δ(q)), Δ at <paramref name="at"/> and <paramref name="at"/> + 2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static F4 Ds(ref ushort sm, F4 p, F4 dp, int at)
+    {
+        float d0 = Interop.IntAsFloat(TC.LoadShared32(ref sm, at)), d1 = Interop.IntAsFloat(TC.LoadShared32(ref sm, at + 2));
+        return new F4 { X = p.X * (dp.X - d0), Y = p.Y * (dp.Y - d1), Z = p.Z * (dp.Z - d0), W = p.W * (dp.W - d1) };
+    }
+
+    /// <summary>Pᵀ of one chunk with pairs outside the queries' spans (whose bounds are step values 2–5) or past the end set to 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static F4 MaskColumns(ref ushort sm, F4 p, int kx, int ky, int q, int at, int seq)
+    {
+        int lo0 = (int)TC.LoadShared32(ref sm, at + 4 * StepQ), hi0 = (int)TC.LoadShared32(ref sm, at + 6 * StepQ);
+        int lo1 = (int)TC.LoadShared32(ref sm, at + 8 * StepQ), hi1 = (int)TC.LoadShared32(ref sm, at + 10 * StepQ);
+        int mo0 = (int)TC.LoadShared32(ref sm, at + 4 * StepQ + 2), mi0 = (int)TC.LoadShared32(ref sm, at + 6 * StepQ + 2);
+        int mo1 = (int)TC.LoadShared32(ref sm, at + 8 * StepQ + 2), mi1 = (int)TC.LoadShared32(ref sm, at + 10 * StepQ + 2);
+        bool q0In = q < seq, q1In = q + 1 < seq, xIn = kx < seq, yIn = ky < seq;
+        return new F4
+        {
+            X = q0In & xIn & RowSpans.Contains(kx, lo0, hi0, lo1, hi1) ? p.X : 0f,
+            Y = q1In & xIn & RowSpans.Contains(kx, mo0, mi0, mo1, mi1) ? p.Y : 0f,
+            Z = q0In & yIn & RowSpans.Contains(ky, lo0, hi0, lo1, hi1) ? p.Z : 0f,
+            W = q1In & yIn & RowSpans.Contains(ky, mo0, mi0, mo1, mi1) ? p.W : 0f,
+        };
+    }
+
+    /// <summary>As <see cref="MaskColumns"/>, evaluating the mask's predicate (masks without spans).</summary>
+    private static F4 MaskColumnsPredicate<TMask, TDocs>(F4 p, TMask mask, TDocs docs, int kx, int ky, int q, int seq)
+        where TMask : struct, IAttentionMask where TDocs : struct, IDocumentBounds
+    {
+        bool q0In = q < seq, q1In = q + 1 < seq, xIn = kx < seq, yIn = ky < seq;
+        int dq0 = docs.IndexOf(q0In ? q : seq - 1), dq1 = docs.IndexOf(q1In ? q + 1 : seq - 1);
+        int dx = docs.IndexOf(xIn ? kx : seq - 1), dy = docs.IndexOf(yIn ? ky : seq - 1);
+        return new F4
+        {
+            X = q0In && xIn && mask.Allows(docs, q, kx, dq0, dx) ? p.X : 0f,
+            Y = q1In && xIn && mask.Allows(docs, q + 1, kx, dq1, dx) ? p.Y : 0f,
+            Z = q0In && yIn && mask.Allows(docs, q, ky, dq0, dy) ? p.Z : 0f,
+            W = q1In && yIn && mask.Allows(docs, q + 1, ky, dq1, dy) ? p.W : 0f,
+        };
+    }
+
+    /// <summary>Four A fragments (bf16, queries 16s..16s+15) of a 64 × 64 accumulator.</summary>
+    private static U4x8 Pack(Acc64 s) => new() { K0 = Pack(s.C0, s.C1), K1 = Pack(s.C2, s.C3), K2 = Pack(s.C4, s.C5), K3 = Pack(s.C6, s.C7) };
+
+    /// <summary>
+    /// dSᵀ (bf16) into the swizzled [128 keys][64 queries] tile: this thread's rows at <paramref name="at"/> and + 8 rows,
+    /// chunk j at ((j ⊕ g)·8); fragment s holds chunks 2s (X: first row, Y: second) and 2s + 1 (Z, W).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreDs(ref ushort sm, U4x8 f, int at, int g)
+    {
+        StoreDs(ref sm, f.K0, at, g, 0); StoreDs(ref sm, f.K1, at, g, 2);
+        StoreDs(ref sm, f.K2, at, g, 4); StoreDs(ref sm, f.K3, at, g, 6);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreDs(ref ushort sm, U4 f, int at, int g, int chunk)
+    {
+        int c0 = (chunk ^ g) << 3, c1 = ((chunk + 1) ^ g) << 3;
+        TC.StoreShared32(ref sm, at + c0, f.X);
+        TC.StoreShared32(ref sm, at + 512 + c0, f.Y);
+        TC.StoreShared32(ref sm, at + c1, f.Z);
+        TC.StoreShared32(ref sm, at + 512 + c1, f.W);
+    }
+
+    /// <summary>Adds one row of a 64 × 64 accumulator (<paramref name="second"/>: fields Z, W) to fp32 <paramref name="dq"/> at <paramref name="at"/> + 8j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddRow(ArrayView<float> dq, long at, Acc64 acc, bool second)
+    {
+        AddPair(dq, at, acc.C0, second); AddPair(dq, at + 8, acc.C1, second); AddPair(dq, at + 16, acc.C2, second); AddPair(dq, at + 24, acc.C3, second);
+        AddPair(dq, at + 32, acc.C4, second); AddPair(dq, at + 40, acc.C5, second); AddPair(dq, at + 48, acc.C6, second); AddPair(dq, at + 56, acc.C7, second);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddPair(ArrayView<float> dq, long at, F4 c, bool second) => WG.AddPair(ref dq[at], second ? c.Z : c.X, second ? c.W : c.Y);
+
     /// <summary>cp.async of step <paramref name="step"/>'s two key tiles of K and V (rows 0–63 and 64–127; a missing or past-the-end row is zero-filled).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void LoadKeys<TMask>(in FlashForwardArgs<TMask> a, ref ushort sm, int step, int buffer, int count, long listBase, long rowTok, long kvHead,

@@ -30,6 +30,29 @@ public struct Acc128
     }
 }
 
+/// <summary>A 64×64 fp32 accumulator of a warpgroup MMA, 32 values per thread, in the layout of <see cref="Acc128"/> (chunk j: columns 8j..8j+7).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Acc64
+{
+    /// <summary>Columns 8j..8j+7.</summary>
+    public F4 C0, C1, C2, C3, C4, C5, C6, C7;
+
+    /// <summary>Value <paramref name="i"/> of this thread (chunk i / 4, component i % 4).</summary>
+    public float this[int i]
+    {
+        readonly get => Unsafe.Add(ref Unsafe.As<F4, float>(ref Unsafe.AsRef(in C0)), i);
+        set => Unsafe.Add(ref Unsafe.As<F4, float>(ref C0), i) = value;
+    }
+}
+
+/// <summary>Two 64×128 accumulators: the result of <see cref="WarpgroupMma.MmaRN2"/>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct Acc256
+{
+    /// <summary>The first and second products.</summary>
+    public Acc128 A, B;
+}
+
 /// <summary>Eight A fragments of a warpgroup MMA from registers (one per 16 columns of A), each in the layout of <see cref="TensorCore.Mma"/>'s A over the warp's 16 rows.</summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct U4x8
@@ -85,18 +108,54 @@ public static class WarpgroupMma
     public static Acc128 MmaKK(ref ushort shared, int a, int aRegion, int b, int bRegion, int kSteps, Acc128 c, bool accumulate)
     {
         var d = accumulate ? c : default;
+        var sums = Emulate(ref shared, a, aRegion, false, b, bRegion, false, kSteps, 128);
+        for (int i = 0; i < sums.Length; i++) d[i] += sums[i];
+        return d;
+    }
+
+    /// <summary>As <see cref="MmaKK"/> with N = 64: D (64 × 64) = A · Bᵀ, B's 64 rows K-major from element <paramref name="b"/>.</summary>
+    [IntrinsicImplementation]
+    public static Acc64 MmaKK64(ref ushort shared, int a, int aRegion, int b, int bRegion, int kSteps, Acc64 c, bool accumulate)
+    {
+        var d = accumulate ? c : default;
+        var sums = Emulate(ref shared, a, aRegion, false, b, bRegion, false, kSteps, 64);
+        for (int i = 0; i < sums.Length; i++) d[i] += sums[i];
+        return d;
+    }
+
+    /// <summary>
+    /// D (64 × 64) = A · B (+ C) over K = 16·<paramref name="kSteps"/>, both operands transposed in shared memory: A
+    /// M-major (K rows of 64 columns from element <paramref name="a"/>), B N-major (K rows, its 64 columns from element
+    /// <paramref name="b"/>). Constants as in <see cref="MmaKK"/>.
+    /// </summary>
+    [IntrinsicImplementation]
+    public static Acc64 MmaMN64(ref ushort shared, int a, int aRegion, int b, int bRegion, int kSteps, Acc64 c, bool accumulate)
+    {
+        var d = accumulate ? c : default;
+        var sums = Emulate(ref shared, a, aRegion, true, b, bRegion, true, kSteps, 64);
+        for (int i = 0; i < sums.Length; i++) d[i] += sums[i];
+        return d;
+    }
+
+    /// <summary>
+    /// This thread's accumulator values of A · B over K = 16·<paramref name="kSteps"/> with A (64 rows) and B
+    /// (<paramref name="n"/> columns) in shared memory, each K-major or M/N-major (<paramref name="aMN"/>, <paramref name="bMN"/>).
+    /// </summary>
+    private static float[] Emulate(ref ushort shared, int a, int aRegion, bool aMN, int b, int bRegion, bool bMN, int kSteps, int n)
+    {
         Lane(out int r0, out int col);
-        int k = 16 * kSteps;
-        for (int j = 0; j < 16; j++)
+        var sums = new float[n / 2];
+        for (int j = 0; j < n / 8; j++)
             for (int h = 0; h < 4; h++)
             {
-                int row = r0 + (h >> 1) * 8, n = 8 * j + col + (h & 1);
+                int row = r0 + (h >> 1) * 8, column = 8 * j + col + (h & 1);
                 float sum = 0f;
-                for (int i = 0; i < k; i++)
-                    sum += Element(ref shared, a + Offset(row, i, aRegion)) * Element(ref shared, b + Offset(n, i, bRegion));
-                d[4 * j + h] += sum;
+                for (int k = 0; k < 16 * kSteps; k++)
+                    sum += Element(ref shared, a + (aMN ? Offset(k, row, aRegion) : Offset(row, k, aRegion)))
+                         * Element(ref shared, b + (bMN ? Offset(k, column, bRegion) : Offset(column, k, bRegion)));
+                sums[4 * j + h] = sum;
             }
-        return d;
+        return sums;
     }
 
     /// <summary>
@@ -130,6 +189,35 @@ public static class WarpgroupMma
         return d;
     }
 
+    /// <summary>
+    /// Two products of <see cref="MmaKK64"/> in one group (one wait for both): chunks 0–7 of the result are
+    /// A₁·B₁ᵀ, chunks 8–15 A₂·B₂ᵀ, with the same region sizes; neither accumulates.
+    /// </summary>
+    [IntrinsicImplementation]
+    public static Acc128 MmaKK64x2(ref ushort shared, int a1, int b1, int a2, int b2, int aRegion, int bRegion, int kSteps)
+    {
+        var first = MmaKK64(ref shared, a1, aRegion, b1, bRegion, kSteps, default, false);
+        var second = MmaKK64(ref shared, a2, aRegion, b2, bRegion, kSteps, default, false);
+        return new Acc128 { C0 = first.C0, C1 = first.C1, C2 = first.C2, C3 = first.C3, C4 = first.C4, C5 = first.C5, C6 = first.C6, C7 = first.C7,
+            C8 = second.C0, C9 = second.C1, C10 = second.C2, C11 = second.C3, C12 = second.C4, C13 = second.C5, C14 = second.C6, C15 = second.C7 };
+    }
+
+    /// <summary>Two accumulating <see cref="MmaRN"/> products in one group: (C₁ + F₁·B₁, C₂ + F₂·B₂), the B operands with the same region size.</summary>
+    [IntrinsicImplementation]
+    public static Acc256 MmaRN2(U4x8 f1, U4x8 f2, ref ushort shared, int b1, int b2, int bRegion, int kSteps, Acc128 c1, Acc128 c2) =>
+        new() { A = MmaRN(f1, ref shared, b1, bRegion, kSteps, c1, true), B = MmaRN(f2, ref shared, b2, bRegion, kSteps, c2, true) };
+
+    /// <summary>
+    /// <c>red.global.add.v2.f32</c> (SM_90): adds <paramref name="x"/> and <paramref name="y"/> to <paramref name="target"/>
+    /// and the float after it, 8-byte aligned, in one reduction (two scalar atomics elsewhere).
+    /// </summary>
+    [IntrinsicImplementation]
+    public static void AddPair(ref float target, float x, float y)
+    {
+        Atomic.Add(ref target, x);
+        Atomic.Add(ref Unsafe.Add(ref target, 1), y);
+    }
+
     /// <summary><c>fence.proxy.async.shared::cta</c>: makes this thread's shared-memory writes visible to warpgroup MMAs (then barrier).</summary>
     [IntrinsicImplementation]
     public static void FenceProxyAsync() { }
@@ -154,49 +242,69 @@ public static class WarpgroupMma
             typeof(WarpgroupMma).GetMethod(method, BindingFlags.Public | BindingFlags.Static)!,
             new PTXIntrinsic(typeof(WarpgroupMma).GetMethod(handler, BindingFlags.NonPublic | BindingFlags.Static)!, IntrinsicImplementationMode.GenerateCode));
         Add(nameof(MmaKK), nameof(EmitMmaKK));
+        Add(nameof(MmaKK64), nameof(EmitMmaKK64));
+        Add(nameof(MmaMN64), nameof(EmitMmaMN64));
+        Add(nameof(MmaKK64x2), nameof(EmitMmaKK64x2));
+        Add(nameof(MmaRN2), nameof(EmitMmaRN2));
+        Add(nameof(AddPair), nameof(EmitAddPair));
         Add(nameof(MmaRN), nameof(EmitMmaRN));
         Add(nameof(FenceProxyAsync), nameof(EmitFenceProxyAsync));
     }
 
     // ---- PTX code generation ------------------------------------------------------------------------------------
 
-    private const string Instruction = "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16";
     private const int Accumulators = 64;
+
+    private static string Instruction(int n) => $"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.bf16.bf16";
 
     /// <summary>Descriptor bits beside the address: 128-byte swizzle (mode 1, bits 62–63), 8-row groups 1024 bytes apart (bits 32–45, in 16-byte units).</summary>
     private const long SwizzleBits = (1L << 62) | ((1024L >> 4) << 32);
 
-    private static void EmitMmaKK(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    private static void EmitMmaKK(PTXBackend backend, PTXCodeGenerator cg, Value value) => EmitShared(cg, (MethodCall)value, 128, false, false);
+
+    private static void EmitMmaKK64(PTXBackend backend, PTXCodeGenerator cg, Value value) => EmitShared(cg, (MethodCall)value, 64, false, false);
+
+    private static void EmitMmaMN64(PTXBackend backend, PTXCodeGenerator cg, Value value) => EmitShared(cg, (MethodCall)value, 64, true, true);
+
+    /// <summary>
+    /// Both operands in shared memory; arguments (shared, a, aRegion, b, bRegion, kSteps, c, accumulate). K-major: the
+    /// leading-byte offset is unused with swizzling (1 by convention) and step s reads 16 columns, 32 bytes further
+    /// within a 64-column block, the next block every 4 steps. M/N-major: the leading-byte offset is the distance between
+    /// 64-column blocks and step s reads the next 16 rows (2048 bytes).
+    /// </summary>
+    private static void EmitShared(PTXCodeGenerator cg, MethodCall call, int n, bool aMN, bool bMN)
     {
-        var call = (MethodCall)value;
         int aRegion = Constant(call, 2, "aRegion"), bRegion = Constant(call, 4, "bRegion"), kSteps = Constant(call, 5, "kSteps");
         bool accumulate = Constant(call, 7, "accumulate") != 0;
         CheckSteps(kSteps);
-        // K-major: the leading-byte offset is unused with swizzling (1 by convention). Step s reads 16 columns: 32 bytes
-        // further within a 64-column block, the next block every 4 steps.
-        var da = Descriptor(cg, call[0].Resolve(), call[1].Resolve(), (1L << 16) | SwizzleBits);
-        var db = Descriptor(cg, call[0].Resolve(), call[3].Resolve(), (1L << 16) | SwizzleBits);
-        var d = Begin(cg, call, 6, accumulate);
+        var da = Descriptor(cg, call[0].Resolve(), call[1].Resolve(), Leading(aMN, aRegion) | SwizzleBits);
+        var db = Descriptor(cg, call[0].Resolve(), call[3].Resolve(), Leading(bMN, bRegion) | SwizzleBits);
+        var d = Begin(cg, call, 6, n / 2, accumulate);
         var sa = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
         var sb = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
         for (int s = 0; s < kSteps; s++)
         {
-            long step(int region) => ((s >> 2) * 2L * region + (s & 3) * 32L) >> 4;
-            AddUnits(cg, sa, da, step(aRegion));
-            AddUnits(cg, sb, db, step(bRegion));
-            using var command = cg.BeginCommand(Instruction);
+            AddUnits(cg, sa, da, Step(aMN, aRegion, s));
+            AddUnits(cg, sb, db, Step(bMN, bRegion, s));
+            using var command = cg.BeginCommand(Instruction(n));
             command.AppendVectorArgument(d);
             command.AppendArgument(sa);
             command.AppendArgument(sb);
             command.AppendConstant(s == 0 && !accumulate ? 0L : 1L);
             command.AppendConstant(1L);
             command.AppendConstant(1L);
-            command.AppendConstant(0L);
-            command.AppendConstant(0L);
+            command.AppendConstant(aMN ? 1L : 0L);
+            command.AppendConstant(bMN ? 1L : 0L);
         }
         End(cg);
         foreach (var r in new[] { da, db, sa, sb }) cg.FreeRegister(r);
     }
+
+    /// <summary>The leading-byte-offset field (bits 16–29): 1 for K-major, the 64-column blocks' distance for M/N-major.</summary>
+    private static long Leading(bool mn, int region) => (mn ? 2L * region >> 4 : 1L) << 16;
+
+    /// <summary>The descriptor's advance for K step <paramref name="s"/>, in 16-byte units.</summary>
+    private static long Step(bool mn, int region, int s) => mn ? s * 2048L >> 4 : ((s >> 2) * 2L * region + (s & 3) * 32L) >> 4;
 
     private static void EmitMmaRN(PTXBackend backend, PTXCodeGenerator cg, Value value)
     {
@@ -205,14 +313,13 @@ public static class WarpgroupMma
         bool accumulate = Constant(call, 6, "accumulate") != 0;
         CheckSteps(kSteps);
         var a = Operands(cg, call[0].Resolve(), 4 * kSteps);
-        // N-major: the leading-byte offset is the distance between 64-column blocks; step s reads the next 16 rows (2048 bytes).
-        var db = Descriptor(cg, call[1].Resolve(), call[2].Resolve(), ((2L * bRegion >> 4) << 16) | SwizzleBits);
-        var d = Begin(cg, call, 5, accumulate);
+        var db = Descriptor(cg, call[1].Resolve(), call[2].Resolve(), Leading(true, bRegion) | SwizzleBits);
+        var d = Begin(cg, call, 5, Accumulators, accumulate);
         var sb = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
         for (int s = 0; s < kSteps; s++)
         {
-            AddUnits(cg, sb, db, s * 2048L >> 4);
-            using var command = cg.BeginCommand(Instruction);
+            AddUnits(cg, sb, db, Step(true, bRegion, s));
+            using var command = cg.BeginCommand(Instruction(128));
             command.AppendVectorArgument(d);
             command.AppendVectorArgument(a[(4 * s)..(4 * s + 4)]);
             command.AppendArgument(sb);
@@ -224,6 +331,94 @@ public static class WarpgroupMma
         End(cg);
         cg.FreeRegister(db);
         cg.FreeRegister(sb);
+    }
+
+    /// <summary>Arguments (shared, a1, b1, a2, b2, aRegion, bRegion, kSteps): two K-major chains of N = 64 into one 64-register result.</summary>
+    private static void EmitMmaKK64x2(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        int aRegion = Constant(call, 5, "aRegion"), bRegion = Constant(call, 6, "bRegion"), kSteps = Constant(call, 7, "kSteps");
+        CheckSteps(kSteps);
+        var bits = Leading(false, 0) | SwizzleBits;
+        var descriptors = new[] { 1, 2, 3, 4 }.Select(i => Descriptor(cg, call[0].Resolve(), call[i].Resolve(), bits)).ToArray();
+        var d = Begin(cg, call, -1, Accumulators, accumulate: false);
+        var sa = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        var sb = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        for (int chain = 0; chain < 2; chain++)
+            for (int s = 0; s < kSteps; s++)
+            {
+                AddUnits(cg, sa, descriptors[2 * chain], Step(false, aRegion, s));
+                AddUnits(cg, sb, descriptors[2 * chain + 1], Step(false, bRegion, s));
+                using var command = cg.BeginCommand(Instruction(64));
+                command.AppendVectorArgument(d[(32 * chain)..(32 * chain + 32)]);
+                command.AppendArgument(sa);
+                command.AppendArgument(sb);
+                command.AppendConstant(s == 0 ? 0L : 1L);
+                command.AppendConstant(1L);
+                command.AppendConstant(1L);
+                command.AppendConstant(0L);
+                command.AppendConstant(0L);
+            }
+        End(cg);
+        foreach (var r in descriptors.Append(sa).Append(sb)) cg.FreeRegister(r);
+    }
+
+    /// <summary>Arguments (f1, f2, shared, b1, b2, bRegion, kSteps, c1, c2): two accumulating register-A chains into one 128-register result.</summary>
+    private static void EmitMmaRN2(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        int bRegion = Constant(call, 5, "bRegion"), kSteps = Constant(call, 6, "kSteps");
+        CheckSteps(kSteps);
+        var fragments = new[] { Operands(cg, call[0].Resolve(), 4 * kSteps), Operands(cg, call[1].Resolve(), 4 * kSteps) };
+        var bits = Leading(true, bRegion) | SwizzleBits;
+        var descriptors = new[] { Descriptor(cg, call[2].Resolve(), call[3].Resolve(), bits), Descriptor(cg, call[2].Resolve(), call[4].Resolve(), bits) };
+        var d = Flatten(cg.Allocate(call), 2 * Accumulators);
+        var c = Operands(cg, call[7].Resolve(), Accumulators).Concat(Operands(cg, call[8].Resolve(), Accumulators)).ToArray();
+        for (int i = 0; i < d.Length; i++)
+        {
+            using var move = cg.BeginCommand("mov.f32");
+            move.AppendArgument(d[i]);
+            move.AppendArgument(c[i]);
+        }
+        cg.Command("wgmma.fence.sync.aligned", null);
+        var sb = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        for (int chain = 0; chain < 2; chain++)
+            for (int s = 0; s < kSteps; s++)
+            {
+                AddUnits(cg, sb, descriptors[chain], Step(true, bRegion, s));
+                using var command = cg.BeginCommand(Instruction(128));
+                command.AppendVectorArgument(d[(64 * chain)..(64 * chain + 64)]);
+                command.AppendVectorArgument(fragments[chain][(4 * s)..(4 * s + 4)]);
+                command.AppendArgument(sb);
+                command.AppendConstant(1L);
+                command.AppendConstant(1L);
+                command.AppendConstant(1L);
+                command.AppendConstant(1L);
+            }
+        End(cg);
+        foreach (var r in descriptors.Append(sb)) cg.FreeRegister(r);
+    }
+
+    private static void EmitAddPair(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        var pointer = call[0].Resolve();
+        var address = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        var source = cg.LoadHardware(pointer);
+        var space = ((ILGPU.IR.Types.PointerType)pointer.Type).AddressSpace;
+        using (var convert = cg.BeginCommand(space == MemoryAddressSpace.Generic ? "cvta.to.global.u64" : "mov.b64"))
+        {
+            convert.AppendArgument(address);
+            convert.AppendArgument(source);
+        }
+        var x = cg.EnsureHardwareRegister(cg.LoadPrimitive(call[1].Resolve()));
+        var y = cg.EnsureHardwareRegister(cg.LoadPrimitive(call[2].Resolve()));
+        using (var command = cg.BeginCommand("red.global.add.v2.f32"))
+        {
+            command.AppendArgumentValue(address);
+            command.AppendVectorArgument(new[] { x, y });
+        }
+        cg.FreeRegister(address);
     }
 
     private static void EmitFenceProxyAsync(PTXBackend backend, PTXCodeGenerator cg, Value value) => cg.Command("fence.proxy.async.shared::cta", null);
@@ -244,13 +439,13 @@ public static class WarpgroupMma
     /// The accumulator registers of the result: C moved in when accumulating (C is never written), then
     /// <c>wgmma.fence</c> so the MMAs see those writes.
     /// </summary>
-    private static Registers.PrimitiveRegister[] Begin(PTXCodeGenerator cg, MethodCall call, int cIndex, bool accumulate)
+    private static Registers.PrimitiveRegister[] Begin(PTXCodeGenerator cg, MethodCall call, int cIndex, int count, bool accumulate)
     {
-        var result = Flatten(cg.Allocate(call), Accumulators);
+        var result = Flatten(cg.Allocate(call), count);
         if (accumulate)
         {
-            var c = Operands(cg, call[cIndex].Resolve(), Accumulators);
-            for (int i = 0; i < Accumulators; i++)
+            var c = Operands(cg, call[cIndex].Resolve(), count);
+            for (int i = 0; i < count; i++)
             {
                 using var move = cg.BeginCommand("mov.f32");
                 move.AppendArgument(result[i]);
