@@ -30,18 +30,21 @@ public static partial class Hopper
     private static partial Regex DynamicShared();
 
     /// <summary>
-    /// <paramref name="ptx"/> with <c>.target sm_90a</c> and 1024-byte aligned dynamic shared memory; a clear error when
-    /// the PTX has no target line or a PTX ISA version below 8.0 (the first with <c>wgmma</c>).
+    /// <paramref name="ptx"/> with <c>.target sm_90a</c>, PTX ISA 8.1 or later and 1024-byte aligned dynamic shared memory;
+    /// a clear error when the PTX has no target line or a PTX ISA version below 8.0 (the first with <c>wgmma</c>).
     /// </summary>
     public static string Retarget(string ptx)
     {
         var version = VersionLine().Match(ptx);
         if (!version.Success) throw new InvalidOperationException("Hopper.Retarget: the PTX has no .version line");
         int major = int.Parse(version.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        int minor = int.Parse(version.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
         if (major < 8)
-            throw new InvalidOperationException($"Hopper.Retarget: PTX ISA {version.Groups[1].Value}.{version.Groups[2].Value} has no wgmma (needs 8.0 or later)");
+            throw new InvalidOperationException($"Hopper.Retarget: PTX ISA {major}.{minor} has no wgmma (needs 8.0 or later)");
         if (!TargetLine().IsMatch(ptx)) throw new InvalidOperationException("Hopper.Retarget: the PTX has no .target line");
         string result = TargetLine().Replace(ptx, $".target {Target}", 1);
+        // Vector reductions (red.global.add.v2.f32) arrived in PTX ISA 8.1, a year after wgmma (8.0): an 8.0 header is raised.
+        if (major == 8 && minor == 0) result = VersionLine().Replace(result, ".version 8.1", 1);
         return DynamicShared().Replace(result, $"$1.align {SharedAlignment}$2");
     }
 

@@ -136,20 +136,22 @@ public static class HopperFlashKernels
     private const int BwdK = 0, BwdV = TileElements;           // K and V of the group's 128 keys
     private const int BwdQ = 2 * TileElements;                 // two buffers of Q, then two of dO
     private const int BwdDO = BwdQ + 2 * StepTile;
-    private const int BwdDS = BwdDO + 2 * StepTile;            // dSᵀ [128 keys][64 queries]
+    private const int BwdDS = BwdDO + 2 * StepTile;            // two buffers of dSᵀ [128 keys][64 queries]
+    private const int DsTile = BackwardKeys * StepQ;
     private const int StepValues = 6 * StepQ;                  // LSE (log2), Δ, four span bounds per query
-    private const int BwdValues = BwdDS + BackwardKeys * StepQ; // two buffers of step values (32-bit each)
+    private const int BwdValues = BwdDS + 2 * DsTile;          // two buffers of step values (32-bit each)
 
-    /// <summary>Dynamic shared memory of the backward kernel, bytes: K, V, two Q and two dO buffers, dSᵀ, two buffers of step values.</summary>
+    /// <summary>Dynamic shared memory of the backward kernel, bytes: K, V, two buffers each of Q, dO, dSᵀ and step values.</summary>
     public const int BackwardSharedBytes = (BwdValues + 2 * 2 * StepValues) * 2;
 
     /// <summary>
     /// Flash attention backward, head dim 128, on warpgroup MMA: group (128 keys, key/value head, row), 256 threads; each
     /// warpgroup owns 64 keys. Per step of 64 queries (the group's query heads × its column list): Sᵀ = K·Qᵀ and
     /// dPᵀ = V·dOᵀ (64 × 64 per warpgroup), Pᵀ and dSᵀ on the accumulators, dV += Pᵀ·dO and dK += dSᵀ·Q with P and dS
-    /// from registers, dSᵀ to shared memory, then each warpgroup's half of dQ = dS·K (dS M-major, K N-major) added
-    /// atomically in fp32 (vector reductions of two floats). Sᵀ and dPᵀ run as one group of MMAs, dV and dK as another.
-    /// The next step's Q, dO and values load while this one runs; two barriers per step.
+    /// from registers, and dSᵀ to shared memory. After the next step's barrier each warpgroup computes its half of that
+    /// step's dQ = dS·K (dS M-major, K N-major) and adds it atomically in fp32 (vector reductions of two floats): dQ is a
+    /// step late, dSᵀ double-buffered, so one barrier per step suffices. Sᵀ and dPᵀ run as one group of MMAs, dV and dK
+    /// as another. The next step's Q, dO and values load while this one runs.
     /// </summary>
     public static void BackwardD128<TMask>(FlashBackwardArgs<TMask> a) where TMask : struct, IAttentionMask
     {
@@ -197,6 +199,8 @@ public static class HopperFlashKernels
         int keyRow = 64 * wg + 16 * warp + g;                     // this thread's first key row in the group
         int kx = k0 + keyRow, ky = kx + 8;
         int dsAt = BwdDS + keyRow * 64 + 2 * tq;                   // its dSᵀ pairs: + chunk (j ⊕ g)·8, row + 8 at + 512
+        int lastQ0 = 0;                                            // the previous step's queries and head, for its dQ
+        long lastHead = 0;
         for (int n = 0; n < steps; n++)
         {
             int hi = n / count, entry = a.Lists[listBase + n - hi * count];
@@ -216,6 +220,9 @@ public static class HopperFlashKernels
                     staged1 = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6);
             }
             TC.CommitAsync();
+            if (n > 0) AddDq(a, ref sm, BwdDS + ((n - 1) & 1) * DsTile, wg, warp, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
+            lastQ0 = q0;
+            lastHead = qHead;
             bool partial = (entry & 3) == (int)TileKind.Partial || q0 + StepQ > seq || k0 + BackwardKeys > seq;
             // Sᵀ (chunks 0–7) and dPᵀ (chunks 8–15) in one group.
             var sdp = WG.MmaKK64x2(ref sm, BwdK + 64 * 64 * wg, BwdQ + buffer, BwdV + 64 * 64 * wg, BwdDO + buffer, Region, StepRegion, 8);
@@ -252,26 +259,24 @@ public static class HopperFlashKernels
                 C4 = Ds(ref sm, pt.C4, sdp.C12, dcol + 64), C5 = Ds(ref sm, pt.C5, sdp.C13, dcol + 80), C6 = Ds(ref sm, pt.C6, sdp.C14, dcol + 96), C7 = Ds(ref sm, pt.C7, sdp.C15, dcol + 112),
             };
             var dsFragments = Pack(dst);
-            StoreDs(ref sm, dsFragments, dsAt, g);
-            // dV += Pᵀ·dO and dK += dSᵀ·Q in one group (both need only this warpgroup's registers), then the barrier
-            // after which both warpgroups' dSᵀ is in shared memory for dQ.
+            // dSᵀ for the next step's dQ (the fence before that step's barrier makes it visible to the MMAs).
+            StoreDs(ref sm, dsFragments, dsAt + (n & 1) * DsTile, g);
+            // dV += Pᵀ·dO and dK += dSᵀ·Q in one group: both need only this warpgroup's registers.
             var dvk = WG.MmaRN2(Pack(pt), dsFragments, ref sm, BwdDO + buffer, BwdQ + buffer, StepRegion, 4, dv, dk);
             dv = dvk.A;
             dk = dvk.B;
-            WG.FenceProxyAsync();
-            Group.Barrier();
-            // dQ (64 queries × this warpgroup's 64 dims) = dS·K: dSᵀ is dS M-major, K N-major.
-            var dq = WG.MmaMN64(ref sm, BwdDS, Region, BwdK + Region * wg, Region, 8, default, false);
-            int qx = q0 + 16 * warp + g, qy = qx + 8;
-            long dqAt = qHead + 64 * wg + 2 * tq;
-            if (qx < seq) AddRow(a.DQ, (rowTok + qx) * dqStride + dqAt, dq, false);
-            if (qy < seq) AddRow(a.DQ, (rowTok + qy) * dqStride + dqAt, dq, true);
             if (n + 1 < steps)
             {
                 int next = BwdValues + ((n + 1) & 1) * 2 * StepValues;
                 TC.StoreShared32(ref sm, next + 2 * tid, staged0);
                 if (tid < StepValues - BackwardThreads) TC.StoreShared32(ref sm, next + 2 * (tid + BackwardThreads), staged1);
             }
+        }
+        if (steps > 0)
+        {
+            WG.FenceProxyAsync();
+            Group.Barrier();
+            AddDq(a, ref sm, BwdDS + ((steps - 1) & 1) * DsTile, wg, warp, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
         }
         var dk32 = a.DK.Cast<uint>();
         var dv32 = a.DV.Cast<uint>();
@@ -288,6 +293,21 @@ public static class HopperFlashKernels
             StoreRow(dk32, at, Row1(dk), a.Scale);
             StoreRow(dv32, at, Row1(dv), 1f);
         }
+    }
+
+    /// <summary>
+    /// One step's dQ (64 queries × this warpgroup's 64 dims) = dS·K from its dSᵀ at <paramref name="ds"/> (dS M-major, K
+    /// N-major), added to the fp32 accumulator for the step's queries <paramref name="q0"/>.. of head <paramref name="qHead"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddDq<TMask>(in FlashBackwardArgs<TMask> a, ref ushort sm, int ds, int wg, int warp, int g, int tq, int q0, long qHead,
+        long rowTok, long dqStride, int seq) where TMask : struct, IAttentionMask
+    {
+        var dq = WG.MmaMN64(ref sm, ds, Region, BwdK + Region * wg, Region, 8, default, false);
+        int qx = q0 + 16 * warp + g, qy = qx + 8;
+        long at = qHead + 64 * wg + 2 * tq;
+        if (qx < seq) AddRow(a.DQ, (rowTok + qx) * dqStride + at, dq, false);
+        if (qy < seq) AddRow(a.DQ, (rowTok + qy) * dqStride + at, dq, true);
     }
 
     /// <summary>cp.async of step <paramref name="step"/>'s Q and dO tiles (64 queries of its head; past-the-end rows zero-filled).</summary>
