@@ -136,7 +136,7 @@ public sealed class FlashAttention(GpuDevice device)
 
     /// <summary>
     /// Gradients of the forward pass: dQ, dK, dV (bf16) from dO, the forward output and its log-sum-exp.
-    /// <paramref name="scratch"/> holds Δ [rows·heads·seq] and the fp32 dQ accumulator [tokens·heads·D]
+    /// <paramref name="scratch"/> holds Δ [rows·heads·seq], the fp32 dQ accumulator [tokens·heads·D] and the queries' key spans [tokens·4]
     /// (<see cref="BackwardScratchLength"/> floats).
     /// </summary>
     public void Backward<TMask>(FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, FlashOperand dO, ArrayView<float> lse,
@@ -149,20 +149,28 @@ public sealed class FlashAttention(GpuDevice device)
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;
         long deltaLength = tokens * heads, dqLength = tokens * heads * headDim;
-        if (scratch.Length < deltaLength + dqLength) throw new ArgumentException($"flash backward: scratch has {scratch.Length} floats, needs {deltaLength + dqLength}", nameof(scratch));
+        if (scratch.Length < deltaLength + dqLength + 4 * tokens) throw new ArgumentException($"flash backward: scratch has {scratch.Length} floats, needs {deltaLength + dqLength + 4 * tokens}", nameof(scratch));
         if (lse.Length < deltaLength) throw new ArgumentException($"flash backward: lse has {lse.Length} floats, needs {deltaLength}", nameof(lse));
         if (dq.Length < dqLength) throw new ArgumentException($"flash backward: dq has {dq.Length} elements, needs {dqLength}", nameof(dq));
         if (dk.Length < tokens * kvHeads * headDim || dv.Length < tokens * kvHeads * headDim)
             throw new ArgumentException($"flash backward: dk/dv need {tokens * kvHeads * headDim} elements", nameof(dk));
         var delta = scratch.SubView(0, deltaLength);
         var dqAccumulator = scratch.SubView(deltaLength, dqLength);
+        bool wgmma = UsesWgmma(headDim);
+        var spans = default(ArrayView<int>);
+        if (wgmma)
+        {
+            // The warpgroup-MMA kernel stages each query's key spans from a table (one load each) instead of evaluating them.
+            spans = scratch.SubView(deltaLength + dqLength, 4 * tokens).Cast<int>();
+            device.Kernel<TokenSpanArgs<TMask>>(FlashKernels.TokenSpans<TMask>)(device.Stream, (int)tokens,
+                new TokenSpanArgs<TMask> { Layouts = batch.Layouts, Mask = mask, Spans = spans, Seq = batch.Seq });
+        }
         _delta(device.Stream, (int)deltaLength, new DeltaArgs
         {
             O = o.View, DO = dO.View, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride, DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride,
             Delta = delta, Seq = batch.Seq, Heads = heads, HeadDim = headDim,
         });
         dqAccumulator.MemSetToZero(device.Stream);
-        bool wgmma = UsesWgmma(headDim);
         int bytes = wgmma ? HopperFlashKernels.BackwardSharedBytes : FlashKernels.BackwardSharedBytes(headDim);
         var launch = wgmma
             ? device.HopperKernel<FlashBackwardArgs<TMask>>(HopperFlashKernels.BackwardD128<TMask>, bytes)
@@ -177,6 +185,7 @@ public sealed class FlashAttention(GpuDevice device)
             QStride = q.Layout.TokenStride, KStride = k.Layout.TokenStride, VStride = v.Layout.TokenStride, DOStride = dO.Layout.TokenStride,
             Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, QueryTiles = batch.QueryTiles, KeyBlocks = KeyBlocks(batch),
             Scale = scale, ScaleLog2 = scale * 1.4426950408889634f, Lists = columns.Lists, Counts = columns.Counts, Layouts = batch.Layouts, Mask = mask,
+            Spans = spans,
         });
         _scale(device.Stream, (int)dqLength, new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale });
     }
@@ -211,7 +220,7 @@ public sealed class FlashAttention(GpuDevice device)
     }
 
     /// <summary>Floats of scratch <see cref="Backward{TMask}"/> needs.</summary>
-    public static long BackwardScratchLength(GpuBatch batch, int heads, int headDim) => (long)batch.Tokens * heads * (1 + headDim);
+    public static long BackwardScratchLength(GpuBatch batch, int heads, int headDim) => (long)batch.Tokens * (heads * (1 + headDim) + 4);
 
     private static float Scale(int headDim) => 1f / MathF.Sqrt(headDim);
 

@@ -61,6 +61,24 @@ public struct FlashBackwardArgs<TMask> where TMask : struct, IAttentionMask
     public DeviceLayouts Layouts;
     /// <summary>The mask.</summary>
     public TMask Mask;
+    /// <summary>
+    /// Each query's key spans [rows, 4, Seq] (Lo0, Hi0, Lo1, Hi1) from <see cref="FlashKernels.TokenSpans{TMask}"/>, read by
+    /// the warpgroup-MMA kernel with one load each; empty for the mma.sync kernels, which evaluate them per step.
+    /// </summary>
+    public ArrayView<int> Spans;
+}
+
+/// <summary>Arguments of <see cref="FlashKernels.TokenSpans{TMask}"/>.</summary>
+public struct TokenSpanArgs<TMask> where TMask : struct, IAttentionMask
+{
+    /// <summary>Document bounds per row.</summary>
+    public DeviceLayouts Layouts;
+    /// <summary>The mask.</summary>
+    public TMask Mask;
+    /// <summary>Output [rows, 4, Seq].</summary>
+    public ArrayView<int> Spans;
+    /// <summary>Tokens per row.</summary>
+    public int Seq;
 }
 
 /// <summary>Arguments of <see cref="FlashKernels.RowLists"/> and <see cref="FlashKernels.ColumnLists"/>.</summary>
@@ -196,6 +214,19 @@ public static partial class FlashKernels
         if (kind == 1) return Interop.FloatAsInt(a.Delta[at]);
         var spans = a.Mask.Spans(docs, qc, docs.IndexOf(qc));
         return (uint)(kind == 2 ? spans.Lo0 : kind == 3 ? spans.Hi0 : kind == 4 ? spans.Lo1 : spans.Hi1);
+    }
+
+    /// <summary>One thread per (row, token): the token's key spans (<see cref="IAttentionMask.Spans"/>) as four ints, kind-major.</summary>
+    public static void TokenSpans<TMask>(Index1D index, TokenSpanArgs<TMask> a) where TMask : struct, IAttentionMask
+    {
+        int row = index / a.Seq, q = index - row * a.Seq;
+        var docs = a.Layouts.Row(row);
+        var spans = a.Mask.Spans(docs, q, docs.IndexOf(q));
+        long at = (long)row * 4 * a.Seq + q;
+        a.Spans[at] = spans.Lo0;
+        a.Spans[at + a.Seq] = spans.Hi0;
+        a.Spans[at + 2L * a.Seq] = spans.Lo1;
+        a.Spans[at + 3L * a.Seq] = spans.Hi1;
     }
 
     /// <summary>Output = bf16(Input × Scale).</summary>

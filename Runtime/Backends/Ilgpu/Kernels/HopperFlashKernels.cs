@@ -185,9 +185,9 @@ public static class HopperFlashKernels
         {
             LoadStep(a, ref sm, 0, 0, count, groupSize, kvh, listBase, rowTok, ldRow, ldCol, ldQuery);
             int hi = 0, q0 = (a.Lists[listBase] >> 2) * StepQ;
-            TC.StoreShared32(ref sm, BwdValues + 2 * tid, FlashKernels.StepValue(a, docs, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), tid >> 6));
+            TC.StoreShared32(ref sm, BwdValues + 2 * tid, StepValue(a, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), tid >> 6));
             if (tid < StepValues - BackwardThreads)
-                TC.StoreShared32(ref sm, BwdValues + 2 * (tid + BackwardThreads), FlashKernels.StepValue(a, docs, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6));
+                TC.StoreShared32(ref sm, BwdValues + 2 * (tid + BackwardThreads), StepValue(a, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6));
         }
         TC.CommitAsync();
 
@@ -215,9 +215,9 @@ public static class HopperFlashKernels
             {
                 int nn = n + 1, hn = nn / count, qn = (a.Lists[listBase + nn - hn * count] >> 2) * StepQ;
                 LoadStep(a, ref sm, nn, (nn & 1) * StepTile, count, groupSize, kvh, listBase, rowTok, ldRow, ldCol, ldQuery);
-                staged0 = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), tid >> 6);
+                staged0 = StepValue(a, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), tid >> 6);
                 if (tid < StepValues - BackwardThreads)
-                    staged1 = FlashKernels.StepValue(a, docs, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6);
+                    staged1 = StepValue(a, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6);
             }
             TC.CommitAsync();
             if (n > 0) AddDq(a, ref sm, BwdDS + ((n - 1) & 1) * DsTile, wg, warp, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
@@ -308,6 +308,20 @@ public static class HopperFlashKernels
         long at = qHead + 64 * wg + 2 * tq;
         if (qx < seq) AddRow(a.DQ, (rowTok + qx) * dqStride + at, dq, false);
         if (qy < seq) AddRow(a.DQ, (rowTok + qy) * dqStride + at, dq, true);
+    }
+
+    /// <summary>
+    /// One staged value of query <paramref name="q"/> (head <paramref name="h"/>): <paramref name="kind"/> 0 the log-sum-exp
+    /// in log2 units, 1 Δ, 2–5 the bounds of its key spans from the precomputed table (one load each, no dependent chain).
+    /// A query past the end reads the last one (its pairs are masked).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint StepValue<TMask>(in FlashBackwardArgs<TMask> a, int row, int h, int q, int kind) where TMask : struct, IAttentionMask
+    {
+        int qc = q < a.Seq ? q : a.Seq - 1;
+        if (kind >= 2) return (uint)a.Spans[((long)row * 4 + kind - 2) * a.Seq + qc];
+        long at = ((long)row * a.Heads + h) * a.Seq + qc;
+        return kind == 0 ? Interop.FloatAsInt(a.Lse[at] * 1.4426950408889634f) : Interop.FloatAsInt(a.Delta[at]);
     }
 
     /// <summary>cp.async of step <paramref name="step"/>'s Q and dO tiles (64 queries of its head; past-the-end rows zero-filled).</summary>
