@@ -17,6 +17,7 @@ namespace ModelGen.Backends.Ilgpu.Kernels;
 /// registers and V N-major in shared memory (8 wgmma). K and V of the next step load (cp.async) into the second buffer
 /// while this one is computed: one barrier per step. An odd list leaves the last step's second tile zero-filled and
 /// masked. Partial tiles test keys against each query's spans (<see cref="IAttentionMask.Spans"/>) or the predicate.
+/// Backward: <see cref="BackwardD128{TMask}"/>, 64 keys per warpgroup.
 /// </remarks>
 public static class HopperFlashKernels
 {
@@ -112,12 +113,12 @@ public static class HopperFlashKernels
         var o32 = a.O.Cast<uint>();
         if (qa < seq)
         {
-            StoreRow(o32, (a.OOffset + (rowTok + qa) * a.OStride + qHead + 2 * tq) >> 1, Row0(o), i0);
+            StoreRow(o32, (a.OOffset + (rowTok + qa) * a.OStride + qHead + 2 * tq) >> 1, o, i0);
             if (tq == 0 && a.Lse.Length > 0) a.Lse[((long)row * a.Heads + h) * seq + qa] = l0 > 0f ? (m0 + TC.Log2(l0)) * 0.6931471805599453f : float.NegativeInfinity;
         }
         if (qb < seq)
         {
-            StoreRow(o32, (a.OOffset + (rowTok + qb) * a.OStride + qHead + 2 * tq) >> 1, Row1(o), i1);
+            StoreRow(o32, (a.OOffset + (rowTok + qb) * a.OStride + qHead + 2 * tq) >> 1, SecondRow(o), i1);
             if (tq == 0 && a.Lse.Length > 0) a.Lse[((long)row * a.Heads + h) * seq + qb] = l1 > 0f ? (m1 + TC.Log2(l1)) * 0.6931471805599453f : float.NegativeInfinity;
         }
     }
@@ -284,14 +285,14 @@ public static class HopperFlashKernels
         if (kx < seq)
         {
             long at = ((rowTok + kx) * kvStride + kvHead + 2 * tq) >> 1;
-            StoreRow(dk32, at, Row0(dk), a.Scale);
-            StoreRow(dv32, at, Row0(dv), 1f);
+            StoreRow(dk32, at, dk, a.Scale);
+            StoreRow(dv32, at, dv, 1f);
         }
         if (ky < seq)
         {
             long at = ((rowTok + ky) * kvStride + kvHead + 2 * tq) >> 1;
-            StoreRow(dk32, at, Row1(dk), a.Scale);
-            StoreRow(dv32, at, Row1(dv), 1f);
+            StoreRow(dk32, at, SecondRow(dk), a.Scale);
+            StoreRow(dv32, at, SecondRow(dv), 1f);
         }
     }
 
@@ -549,11 +550,8 @@ public static class HopperFlashKernels
 
     private static U4 Pack(F4 lo, F4 hi) => new() { X = TC.Pack(lo.X, lo.Y), Y = TC.Pack(lo.Z, lo.W), Z = TC.Pack(hi.X, hi.Y), W = TC.Pack(hi.Z, hi.W) };
 
-    /// <summary>The thread's first row of an accumulator as 16 pairs (X, Y of each chunk).</summary>
-    private static Acc128 Row0(Acc128 o) => o;
-
     /// <summary>The thread's second row moved into the X, Y fields.</summary>
-    private static Acc128 Row1(Acc128 o) => new()
+    private static Acc128 SecondRow(Acc128 o) => new()
     {
         C0 = Low(o.C0), C1 = Low(o.C1), C2 = Low(o.C2), C3 = Low(o.C3), C4 = Low(o.C4), C5 = Low(o.C5), C6 = Low(o.C6), C7 = Low(o.C7),
         C8 = Low(o.C8), C9 = Low(o.C9), C10 = Low(o.C10), C11 = Low(o.C11), C12 = Low(o.C12), C13 = Low(o.C13), C14 = Low(o.C14), C15 = Low(o.C15),

@@ -244,10 +244,10 @@ public static class WarpgroupMma
         Add(nameof(MmaKK), nameof(EmitMmaKK));
         Add(nameof(MmaKK64), nameof(EmitMmaKK64));
         Add(nameof(MmaMN64), nameof(EmitMmaMN64));
+        Add(nameof(MmaRN), nameof(EmitMmaRN));
         Add(nameof(MmaKK64x2), nameof(EmitMmaKK64x2));
         Add(nameof(MmaRN2), nameof(EmitMmaRN2));
         Add(nameof(AddPair), nameof(EmitAddPair));
-        Add(nameof(MmaRN), nameof(EmitMmaRN));
         Add(nameof(FenceProxyAsync), nameof(EmitFenceProxyAsync));
     }
 
@@ -373,13 +373,7 @@ public static class WarpgroupMma
         var bits = Leading(true, bRegion) | SwizzleBits;
         var descriptors = new[] { Descriptor(cg, call[2].Resolve(), call[3].Resolve(), bits), Descriptor(cg, call[2].Resolve(), call[4].Resolve(), bits) };
         var d = Flatten(cg.Allocate(call), 2 * Accumulators);
-        var c = Operands(cg, call[7].Resolve(), Accumulators).Concat(Operands(cg, call[8].Resolve(), Accumulators)).ToArray();
-        for (int i = 0; i < d.Length; i++)
-        {
-            using var move = cg.BeginCommand("mov.f32");
-            move.AppendArgument(d[i]);
-            move.AppendArgument(c[i]);
-        }
+        Move(cg, d, Operands(cg, call[7].Resolve(), Accumulators).Concat(Operands(cg, call[8].Resolve(), Accumulators)).ToArray());
         cg.Command("wgmma.fence.sync.aligned", null);
         var sb = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
         for (int chain = 0; chain < 2; chain++)
@@ -442,18 +436,20 @@ public static class WarpgroupMma
     private static Registers.PrimitiveRegister[] Begin(PTXCodeGenerator cg, MethodCall call, int cIndex, int count, bool accumulate)
     {
         var result = Flatten(cg.Allocate(call), count);
-        if (accumulate)
-        {
-            var c = Operands(cg, call[cIndex].Resolve(), count);
-            for (int i = 0; i < count; i++)
-            {
-                using var move = cg.BeginCommand("mov.f32");
-                move.AppendArgument(result[i]);
-                move.AppendArgument(c[i]);
-            }
-        }
+        if (accumulate) Move(cg, result, Operands(cg, call[cIndex].Resolve(), count));
         cg.Command("wgmma.fence.sync.aligned", null);
         return result;
+    }
+
+    /// <summary><c>mov.f32</c> of each source register into its target (the accumulators an MMA group then adds to).</summary>
+    private static void Move(PTXCodeGenerator cg, Registers.PrimitiveRegister[] targets, Registers.PrimitiveRegister[] sources)
+    {
+        for (int i = 0; i < targets.Length; i++)
+        {
+            using var move = cg.BeginCommand("mov.f32");
+            move.AppendArgument(targets[i]);
+            move.AppendArgument(sources[i]);
+        }
     }
 
     private static void End(PTXCodeGenerator cg)
