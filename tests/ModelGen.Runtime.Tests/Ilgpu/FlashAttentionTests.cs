@@ -230,8 +230,10 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         // Auto picks warpgroup MMA only on an SM_90 GPU; the CPU accelerator keeps mma.sync.
         Assert.False(new FlashAttention(cpu.Device).UsesWgmma(128));
         Assert.False(new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.MmaSync }.UsesWgmma(128));
-        // The kernel reads the same row lists and grid as the mma.sync kernel at head dim 128.
+        // The kernels read the same row and column lists, grids and group sizes as the mma.sync kernels at head dim 128.
         Assert.Equal(HopperFlashKernels.ForwardQueries, FlashKernels.ForwardQueries(128));
+        Assert.Equal(HopperFlashKernels.BackwardKeys, FlashKernels.BackwardKeys);
+        Assert.Equal(HopperFlashKernels.BackwardThreads, FlashKernels.BackwardThreads);
     }
 
     private static void Near(string what, double[] want, float[] got, double relative)
