@@ -28,7 +28,10 @@ public sealed class GpuUnavailableException(string message, Exception? inner = n
 public sealed class GpuDevice : IDisposable
 {
     private readonly Context _context;
-    private readonly ConcurrentDictionary<(MethodInfo, int), Delegate> _kernels = new();
+    private readonly ConcurrentDictionary<(MethodInfo, LoadKind), Delegate> _kernels = new();
+
+    /// <summary>How a cached kernel was loaded: one method may be loaded more than one way.</summary>
+    private enum LoadKind { ImplicitlyGrouped, Grouped, Hopper }
 
     private GpuDevice(Context context, Accelerator accelerator, GpuKind kind)
     {
@@ -145,7 +148,7 @@ public sealed class GpuDevice : IDisposable
     /// when specialized), compiled on first use and cached. Launch with <c>(Stream, extent, args)</c>.
     /// </summary>
     public Action<AcceleratorStream, Index1D, TArgs> Kernel<TArgs>(Action<Index1D, TArgs> kernel) where TArgs : struct =>
-        (Action<AcceleratorStream, Index1D, TArgs>)_kernels.GetOrAdd((kernel.Method, 0),
+        (Action<AcceleratorStream, Index1D, TArgs>)_kernels.GetOrAdd((kernel.Method, LoadKind.ImplicitlyGrouped),
             static (key, acc) => acc.LoadAutoGroupedKernel(key.Item1).CreateLauncherDelegate<Action<AcceleratorStream, Index1D, TArgs>>(), Accelerator);
 
     /// <summary>
@@ -160,7 +163,7 @@ public sealed class GpuDevice : IDisposable
     /// default 48 KB, the CUDA function's limit is raised once with <c>cuFuncSetAttribute</c>.
     /// </summary>
     public Action<AcceleratorStream, KernelConfig, TArgs> GroupedKernel<TArgs>(Action<TArgs> kernel, int dynamicSharedBytes) where TArgs : struct =>
-        (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, 1),
+        (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, LoadKind.Grouped),
             static (key, state) => Launcher<TArgs>(state.Accelerator.LoadKernel(key.Item1), key.Item1, state.Bytes), (Accelerator, Bytes: dynamicSharedBytes));
 
     /// <summary>
@@ -174,7 +177,7 @@ public sealed class GpuDevice : IDisposable
         if (Kind == GpuKind.Cpu) return GroupedKernel(kernel, dynamicSharedBytes);
         if (!SupportsHopper)
             throw new GpuUnavailableException($"{kernel.Method.Name} uses Hopper's warpgroup MMA (SM_90), which {Description} does not have");
-        return (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, 2),
+        return (Action<AcceleratorStream, KernelConfig, TArgs>)_kernels.GetOrAdd((kernel.Method, LoadKind.Hopper),
             static (key, state) =>
             {
                 var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(key.Item1);

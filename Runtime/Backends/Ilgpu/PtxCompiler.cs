@@ -67,7 +67,9 @@ public static class PtxCompiler
         var backend = new PTXBackend(context, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_80, null);
         bool grouped = method.GetParameters().Length == 1;
         var entry = grouped ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
-        string ptx = ((PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
-        return ptx.Contains("wgmma.", StringComparison.Ordinal) ? Hopper.Retarget(ptx) : ptx;
+        var compiled = backend.Compile(entry, KernelSpecialization.Empty);
+        string ptx = Hopper.PtxOf(compiled);
+        // A Hopper kernel goes the device's way (GpuDevice.HopperKernel): retargeted and rebuilt as a compiled kernel.
+        return ptx.Contains("wgmma.", StringComparison.Ordinal) ? Hopper.PtxOf(Hopper.WithPtx(compiled, Hopper.Retarget(ptx))) : ptx;
     }
 }
