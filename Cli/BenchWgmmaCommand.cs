@@ -1,8 +1,8 @@
 using System.ComponentModel;
-using System.Diagnostics;
 using ILGPU.Runtime;
 using ModelGen.Backends.Ilgpu;
 using ModelGen.Backends.Ilgpu.Kernels;
+using ModelGen.Benchmarking;
 using Spectre.Console.Cli;
 
 namespace ModelGen.Cli;
@@ -77,21 +77,8 @@ public sealed class BenchWgmmaCommand : Command<BenchWgmmaCommand.Settings>
             da.View.SubView(row * n, n).CopyFromCPU(fill);
             db.View.SubView(row * n, n).CopyFromCPU(fill);
         }
-        double Time(Action call)
-        {
-            call();
-            device.Stream.Synchronize();
-            var times = new List<double>();
-            for (int i = 0; i < settings.Repeats; i++)
-            {
-                var watch = Stopwatch.StartNew();
-                call();
-                device.Stream.Synchronize();
-                times.Add(watch.Elapsed.TotalMilliseconds);
-            }
-            times.Sort();
-            return times[times.Count / 2];
-        }
+        // Median of the timed calls after one warm-up, each synchronized (the attention benchmark's timer).
+        double Time(Action call) => KernelBench.Time(call, device.Stream.Synchronize, 1, settings.Repeats).MedianMs;
         void Report(string name, double ms, double flops, double? baseline = null) =>
             Console.WriteLine($"  {name}: {ms:F3} ms, {flops / (ms * 1e-3) / 1e12:F1} TFLOP/s" + (baseline is double b ? $", {b / ms:F2}× cuBLAS" : ""));
 

@@ -144,7 +144,8 @@ public sealed class FlashAttention(GpuDevice device)
         where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o, dO);
-        if (!UsesWgmma(headDim) && SharedMemoryProblem(headDim, device.MaxSharedBytesPerGroup, backward: true) is { } memory) throw new NotSupportedException($"flash attention: {memory}");
+        bool wgmma = UsesWgmma(headDim);
+        if (!wgmma && SharedMemoryProblem(headDim, device.MaxSharedBytesPerGroup, backward: true) is { } memory) throw new NotSupportedException($"flash attention: {memory}");
         var (_, columns) = CurrentLists(batch, headDim);
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;
@@ -156,7 +157,6 @@ public sealed class FlashAttention(GpuDevice device)
             throw new ArgumentException($"flash backward: dk/dv need {tokens * kvHeads * headDim} elements", nameof(dk));
         var delta = scratch.SubView(0, deltaLength);
         var dqAccumulator = scratch.SubView(deltaLength, dqLength);
-        bool wgmma = UsesWgmma(headDim);
         var spans = default(ArrayView<int>);
         if (wgmma)
         {

@@ -147,11 +147,58 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         var dO = Rand(seq * heads * headDim);
         var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
 
+        RunAndCompare(new FlashAttention(cpu.Device), reference, q, k, v, dO, headDim, layout, mask, seq, heads, kvHeads);
+    }
+
+    [Theory]
+    [InlineData(MaskKind.Anchor, 200, 2, 1)]
+    [InlineData(MaskKind.Causal, 130, 1, 1)]
+    public void Wgmma_forward_and_backward_match_an_fp64_reference(MaskKind kind, int seq, int heads, int kvHeads)
+    {
+        // Head dim 128 on the warpgroup-MMA kernels: 200 tokens give forward lists of odd length (a step with one tile),
+        // a partial last tile and a partial last key block; GQA 2/1 walks two query heads per key block; the anchor's
+        // documents make full, partial and empty tiles.
+        const int headDim = 128;
+        var random = new Random(seq);
+        var layout = kind == MaskKind.Causal ? DocumentLayout.Single(seq) : DocumentLayout.Anchored(seq, 1, 60, 61, 150);
+        var mask = new AttentionMask(kind);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => Bf16.ToFloat(Bf16.FromFloat((float)(random.NextDouble() * 2 - 1)))).ToArray();
+        var q = Rand(seq * heads * headDim);
+        var k = Rand(seq * kvHeads * headDim);
+        var v = Rand(seq * kvHeads * headDim);
+        var dO = Rand(seq * heads * headDim);
+        var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
+        var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };
+        Assert.True(flash.UsesWgmma(headDim));
+        RunAndCompare(flash, reference, q, k, v, dO, headDim, layout, mask, seq, heads, kvHeads);
+    }
+
+    [Fact]
+    public void Wgmma_kernels_are_refused_where_they_cannot_run()
+    {
+        var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };
+        var e = Assert.Throws<NotSupportedException>(() => flash.UsesWgmma(64));
+        Assert.Contains("head dim 128, not 64", e.Message, StringComparison.Ordinal);
+        // Auto picks warpgroup MMA only on an SM_90 GPU; the CPU accelerator keeps mma.sync.
+        Assert.False(new FlashAttention(cpu.Device).UsesWgmma(128));
+        Assert.False(new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.MmaSync }.UsesWgmma(128));
+        // The kernels read the same row and column lists, grids and group sizes as the mma.sync kernels at head dim 128.
+        Assert.Equal(HopperFlashKernels.ForwardQueries, FlashKernels.ForwardQueries(128));
+        Assert.Equal(HopperFlashKernels.BackwardKeys, FlashKernels.BackwardKeys);
+        Assert.Equal(HopperFlashKernels.BackwardThreads, FlashKernels.BackwardThreads);
+    }
+
+    /// <summary>
+    /// Forward and backward through <paramref name="flash"/> on the CPU accelerator (tile map and lists built first), then
+    /// O, LSE and the three gradients against the fp64 <paramref name="reference"/>.
+    /// </summary>
+    private void RunAndCompare(FlashAttention flash, Grads reference, float[] q, float[] k, float[] v, float[] dO, int headDim,
+        DocumentLayout layout, AttentionMask mask, int seq, int heads, int kvHeads)
+    {
         var acc = cpu.Device.Accelerator;
         using var batch = new GpuBatch(cpu.Device, 1, seq);
         batch.Upload(new int[seq], Enumerable.Range(0, seq).ToArray(), [layout], vocab: 1);
         batch.BuildTileMap(mask);
-        var flash = new FlashAttention(cpu.Device);
         flash.BuildTileLists(batch, headDim);
         using var qb = acc.Allocate1D(Bf16.FromFloats(q));
         using var kb = acc.Allocate1D(Bf16.FromFloats(k));
@@ -174,66 +221,6 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         Near("dQ", reference.DQ, Bf16.ToFloats(dq.GetAsArray1D()), 0.02);
         Near("dK", reference.DK, Bf16.ToFloats(dk.GetAsArray1D()), 0.02);
         Near("dV", reference.DV, Bf16.ToFloats(dv.GetAsArray1D()), 0.02);
-    }
-
-    [Theory]
-    [InlineData(MaskKind.Anchor, 200, 2, 1)]
-    [InlineData(MaskKind.Causal, 130, 1, 1)]
-    public void Wgmma_forward_and_backward_match_an_fp64_reference(MaskKind kind, int seq, int heads, int kvHeads)
-    {
-        // Head dim 128 on the warpgroup-MMA kernels: 200 tokens give forward lists of odd length (a step with one tile),
-        // a partial last tile and a partial last key block; GQA 2/1 walks two query heads per key block; the anchor's
-        // documents make full, partial and empty tiles.
-        const int headDim = 128;
-        var random = new Random(seq);
-        var layout = kind == MaskKind.Causal ? DocumentLayout.Single(seq) : DocumentLayout.Anchored(seq, 1, 60, 61, 150);
-        var mask = new AttentionMask(kind);
-        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => Bf16.ToFloat(Bf16.FromFloat((float)(random.NextDouble() * 2 - 1)))).ToArray();
-        var q = Rand(seq * heads * headDim);
-        var k = Rand(seq * kvHeads * headDim);
-        var v = Rand(seq * kvHeads * headDim);
-        var dO = Rand(seq * heads * headDim);
-        var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
-        var acc = cpu.Device.Accelerator;
-        using var batch = new GpuBatch(cpu.Device, 1, seq);
-        batch.Upload(new int[seq], Enumerable.Range(0, seq).ToArray(), [layout], vocab: 1);
-        batch.BuildTileMap(mask);
-        var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };
-        Assert.True(flash.UsesWgmma(headDim));
-        using var qb = acc.Allocate1D(Bf16.FromFloats(q));
-        using var kb = acc.Allocate1D(Bf16.FromFloats(k));
-        using var vb = acc.Allocate1D(Bf16.FromFloats(v));
-        using var dOb = acc.Allocate1D(Bf16.FromFloats(dO));
-        using var ob = acc.Allocate1D<ushort>(q.Length);
-        using var lse = acc.Allocate1D<float>(seq * heads);
-        using var dq = acc.Allocate1D<ushort>(q.Length);
-        using var dk = acc.Allocate1D<ushort>(k.Length);
-        using var dv = acc.Allocate1D<ushort>(v.Length);
-        using var scratch = acc.Allocate1D<float>(FlashAttention.BackwardScratchLength(batch, heads, headDim));
-        FlashOperand Op(MemoryBuffer1D<ushort, Stride1D.Dense> b, int h) => new(b.View, HeadLayout.Packed(seq, h * headDim, 0, h, headDim));
-        flash.Forward(Op(qb, heads), Op(kb, kvHeads), Op(vb, kvHeads), Op(ob, heads), headDim, batch, mask, lse.View);
-        flash.Backward(Op(qb, heads), Op(kb, kvHeads), Op(vb, kvHeads), Op(ob, heads), Op(dOb, heads), lse.View, dq.View, dk.View, dv.View, headDim, batch, mask, scratch.View);
-        cpu.Device.Synchronize();
-        Near("O", reference.O, Bf16.ToFloats(ob.GetAsArray1D()), 0.01);
-        Near("lse", reference.Lse, lse.GetAsArray1D(), 1e-4);
-        Near("dQ", reference.DQ, Bf16.ToFloats(dq.GetAsArray1D()), 0.02);
-        Near("dK", reference.DK, Bf16.ToFloats(dk.GetAsArray1D()), 0.02);
-        Near("dV", reference.DV, Bf16.ToFloats(dv.GetAsArray1D()), 0.02);
-    }
-
-    [Fact]
-    public void Wgmma_kernels_are_refused_where_they_cannot_run()
-    {
-        var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };
-        var e = Assert.Throws<NotSupportedException>(() => flash.UsesWgmma(64));
-        Assert.Contains("head dim 128, not 64", e.Message, StringComparison.Ordinal);
-        // Auto picks warpgroup MMA only on an SM_90 GPU; the CPU accelerator keeps mma.sync.
-        Assert.False(new FlashAttention(cpu.Device).UsesWgmma(128));
-        Assert.False(new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.MmaSync }.UsesWgmma(128));
-        // The kernels read the same row and column lists, grids and group sizes as the mma.sync kernels at head dim 128.
-        Assert.Equal(HopperFlashKernels.ForwardQueries, FlashKernels.ForwardQueries(128));
-        Assert.Equal(HopperFlashKernels.BackwardKeys, FlashKernels.BackwardKeys);
-        Assert.Equal(HopperFlashKernels.BackwardThreads, FlashKernels.BackwardThreads);
     }
 
     private static void Near(string what, double[] want, float[] got, double relative)
