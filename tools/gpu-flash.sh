@@ -9,7 +9,10 @@
 #             mean 1024 and 4096) at SEQS, checked against PyTorch at the lengths in CHECK;
 #   long      the same at 32K and 64K (one warm-up and three timed calls: these cases take seconds);
 #   ncu       Nsight Compute on the D=128 kernels of one anchor and one causal case (not in the default steps;
-#             NCU_MASKS and NCU_KERNELS narrow it, e.g. NCU_MASKS=causal NCU_KERNELS=Backward).
+#             NCU_MASKS and NCU_KERNELS narrow it, e.g. NCU_MASKS=causal NCU_KERNELS=Backward);
+#   kernels   every kernel of the first calls of one case (tile map, forward, backward and the backward's helpers) with its
+#             duration from Nsight Compute (clocks locked to base, so slower than the benchmark; not in the default steps;
+#             NCU_MASKS, NCU_SEQ and NCU_LAUNCHES choose).
 # Usage: tools/gpu-flash.sh OUT_DIR [SEQS] [CHECK] [STEPS]   (STEPS: comma-separated; default ptx,fixtures,small,bench,long)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +70,15 @@ if [[ $steps == *ncu* ]]; then
       grep -E "Kernel_|Duration|SM Active|Executed Ipc|Warp Cycles|Stall|Registers|Achieved Occupancy" "$out/ncu-$mask-$kernel.txt" | head -40
       rm -rf "$out/ncu-$mask"
     done
+  done
+fi
+if [[ $steps == *kernels* ]]; then
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  for mask in ${NCU_MASKS:-anchor causal}; do
+    timeout 300 "$ncu" --metrics gpu__time_duration.sum --launch-count "${NCU_LAUNCHES:-12}" \
+      "$bin" bench-attention --seqs "${NCU_SEQ:-8192}" --masks $mask --docs 1024 --warmup 0 --repeats 1 --out "$out/kernels-run" > "$out/kernels-$mask.txt" 2>&1
+    echo "== $mask, S = ${NCU_SEQ:-8192}"; grep -E "^  [A-Za-z_]+ \(|gpu__time_duration" "$out/kernels-$mask.txt"
+    rm -rf "$out/kernels-run"
   done
 fi
 # Only the reports travel back (the device tool returns a limited number of files).

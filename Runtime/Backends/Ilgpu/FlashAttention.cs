@@ -28,7 +28,7 @@ public sealed class FlashAttention(GpuDevice device)
 {
     private readonly Action<AcceleratorStream, Index1D, TileListArgs> _rowLists = device.Kernel<TileListArgs>(FlashKernels.RowLists);
     private readonly Action<AcceleratorStream, Index1D, TileListArgs> _columnLists = device.Kernel<TileListArgs>(FlashKernels.ColumnLists);
-    private readonly Action<AcceleratorStream, Index1D, DeltaArgs> _delta = device.Kernel<DeltaArgs>(FlashKernels.Delta);
+    private readonly Action<AcceleratorStream, KernelConfig, DeltaArgs> _prepare = device.GroupedKernel<DeltaArgs>(FlashKernels.BackwardPrepare);
     private readonly Action<AcceleratorStream, Index1D, ScaleArgs> _scale = device.Kernel<ScaleArgs>(FlashKernels.ScaleToBf16);
 
     /// <summary>The kernels to run (<see cref="FlashKernelSet.Auto"/> unless a benchmark or test asks for one set).</summary>
@@ -165,12 +165,13 @@ public sealed class FlashAttention(GpuDevice device)
             device.Kernel<TokenSpanArgs<TMask>>(FlashKernels.TokenSpans<TMask>)(device.Stream, (int)tokens,
                 new TokenSpanArgs<TMask> { Layouts = batch.Layouts, Mask = mask, Spans = spans, Seq = batch.Seq });
         }
-        _delta(device.Stream, (int)deltaLength, new DeltaArgs
+        // Δ and the cleared dQ accumulator in one pass, a warp per (token, head).
+        int warpsPerGroup = FlashKernels.PrepareThreads / 32;
+        _prepare(device.Stream, new KernelConfig((int)((deltaLength + warpsPerGroup - 1) / warpsPerGroup), FlashKernels.PrepareThreads), new DeltaArgs
         {
             O = o.View, DO = dO.View, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride, DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride,
-            Delta = delta, Seq = batch.Seq, Heads = heads, HeadDim = headDim,
+            Delta = delta, DQ = dqAccumulator, Tokens = (int)tokens, Seq = batch.Seq, Heads = heads, HeadDim = headDim,
         });
-        dqAccumulator.MemSetToZero(device.Stream);
         int bytes = wgmma ? HopperFlashKernels.BackwardSharedBytes : FlashKernels.BackwardSharedBytes(headDim);
         var launch = wgmma
             ? device.HopperKernel<FlashBackwardArgs<TMask>>(HopperFlashKernels.BackwardD128<TMask>, bytes)

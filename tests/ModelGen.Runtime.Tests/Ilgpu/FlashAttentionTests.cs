@@ -189,8 +189,8 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
     }
 
     /// <summary>
-    /// Forward and backward through <paramref name="flash"/> on the CPU accelerator (tile map and lists built first), then
-    /// O, LSE and the three gradients against the fp64 <paramref name="reference"/>.
+    /// Forward and backward through <paramref name="flash"/> on the CPU accelerator (tile map and lists built first, the
+    /// backward's scratch filled with garbage), then O, LSE and the three gradients against the fp64 <paramref name="reference"/>.
     /// </summary>
     private void RunAndCompare(FlashAttention flash, Grads reference, float[] q, float[] k, float[] v, float[] dO, int headDim,
         DocumentLayout layout, AttentionMask mask, int seq, int heads, int kvHeads)
@@ -210,6 +210,8 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         using var dk = acc.Allocate1D<ushort>(k.Length);
         using var dv = acc.Allocate1D<ushort>(v.Length);
         using var scratch = acc.Allocate1D<float>(FlashAttention.BackwardScratchLength(batch, heads, headDim));
+        // Scratch left over from earlier calls: the backward must clear what it accumulates into (Δ, dQ) itself.
+        scratch.View.CopyFromCPU(Enumerable.Repeat(1e4f, (int)scratch.Length).ToArray());
         FlashOperand Op(MemoryBuffer1D<ushort, Stride1D.Dense> b, int h) => new(b.View, HeadLayout.Packed(seq, h * headDim, 0, h, headDim));
         flash.Forward(Op(qb, heads), Op(kb, kvHeads), Op(vb, kvHeads), Op(ob, heads), headDim, batch, mask, lse.View);
         flash.Backward(Op(qb, heads), Op(kb, kvHeads), Op(vb, kvHeads), Op(ob, heads), Op(dOb, heads), lse.View, dq.View, dk.View, dv.View, headDim, batch, mask, scratch.View);

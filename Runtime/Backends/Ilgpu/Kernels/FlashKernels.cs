@@ -96,17 +96,19 @@ public struct TileListArgs
     public int QueryTilesPerBlock;
 }
 
-/// <summary>Arguments of <see cref="FlashKernels.Delta"/>.</summary>
+/// <summary>Arguments of <see cref="FlashKernels.BackwardPrepare"/>.</summary>
 public struct DeltaArgs
 {
     /// <summary>Output and its gradient [tokens, Heads·D] (bf16 bits).</summary>
     public ArrayView<ushort> O, DO;
-    /// <summary>Offsets and token strides.</summary>
+    /// <summary>Offsets and token strides (multiples of 4 elements).</summary>
     public long OOffset, OStride, DOOffset, DOStride;
     /// <summary>Δ [rows, Heads, Seq].</summary>
     public ArrayView<float> Delta;
+    /// <summary>The fp32 dQ accumulator [tokens, Heads, D], cleared.</summary>
+    public ArrayView<float> DQ;
     /// <summary>Shape.</summary>
-    public int Seq, Heads, HeadDim;
+    public int Tokens, Seq, Heads, HeadDim;
 }
 
 /// <summary>Arguments of <see cref="FlashKernels.ScaleToBf16"/>.</summary>
@@ -188,16 +190,38 @@ public static partial class FlashKernels
         return count + Warp.Shuffle(prefix, warpSize - 1);
     }
 
-    /// <summary>One thread per (token, head): Δ = Σ_d dO·O in fp32.</summary>
-    public static void Delta(Index1D index, DeltaArgs a)
+    /// <summary>Threads per group of <see cref="BackwardPrepare"/>: one warp per (token, head).</summary>
+    public const int PrepareThreads = 256;
+
+    /// <summary>
+    /// Before the backward kernel, one warp per (token, head): Δ = Σ_d dO·O in fp32 and the row of the fp32 dQ
+    /// accumulator cleared. Lane l reads elements 4l..4l+3 of each 128-element block (8-byte loads, so a warp reads a row
+    /// in one coalesced request) and a warp sum finishes Δ.
+    /// </summary>
+    public static void BackwardPrepare(DeltaArgs a)
     {
-        long token = index / a.Heads;
-        int h = (int)(index - token * a.Heads);
-        long o = a.OOffset + token * a.OStride + (long)h * a.HeadDim, g = a.DOOffset + token * a.DOStride + (long)h * a.HeadDim;
+        int lane = Group.IdxX & 31;
+        long rowIndex = (long)Grid.IdxX * (PrepareThreads / 32) + (Group.IdxX >> 5);
+        if (rowIndex >= (long)a.Tokens * a.Heads) return;                   // whole warps leave together
+        long token = rowIndex / a.Heads;
+        int h = (int)(rowIndex - token * a.Heads);
+        var o = a.O.Cast<ulong>();
+        var dO = a.DO.Cast<ulong>();
+        var dq = a.DQ.Cast<ulong>();
+        long oAt = a.OOffset + token * a.OStride + (long)h * a.HeadDim, gAt = a.DOOffset + token * a.DOStride + (long)h * a.HeadDim;
         float sum = 0f;
-        for (int d = 0; d < a.HeadDim; d++) sum += Bf16.ToFloat(a.O[o + d]) * Bf16.ToFloat(a.DO[g + d]);
+        for (int d = 4 * lane; d < a.HeadDim; d += 128)
+        {
+            ulong x = o[(oAt + d) >> 2], y = dO[(gAt + d) >> 2];
+            sum += Bf16.ToFloat((ushort)x) * Bf16.ToFloat((ushort)y) + Bf16.ToFloat((ushort)(x >> 16)) * Bf16.ToFloat((ushort)(y >> 16))
+                 + Bf16.ToFloat((ushort)(x >> 32)) * Bf16.ToFloat((ushort)(y >> 32)) + Bf16.ToFloat((ushort)(x >> 48)) * Bf16.ToFloat((ushort)(y >> 48));
+            long at = (rowIndex * a.HeadDim + d) >> 1;
+            dq[at] = 0UL;
+            dq[at + 1] = 0UL;
+        }
+        for (int offset = 16; offset > 0; offset >>= 1) sum += Warp.ShuffleXor(sum, offset);
         long row = token / a.Seq;
-        a.Delta[(row * a.Heads + h) * a.Seq + (token - row * a.Seq)] = sum;
+        if (lane == 0) a.Delta[(row * a.Heads + h) * a.Seq + (token - row * a.Seq)] = sum;
     }
 
     /// <summary>
