@@ -34,6 +34,14 @@ public class PtxCompileTests
             Assert.Contains(".align 1024", ptx);
             Assert.Contains("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", ptx);
             Assert.Contains("wgmma.wait_group.sync.aligned", ptx);
+            if (kernel.StartsWith("HopperFlashKernels.Backward", StringComparison.Ordinal))
+            {
+                // dQ rows are staged in shared memory and added by the copy engine, the staging reused after its reads.
+                Assert.Contains("st.shared.v2.f32", ptx);
+                Assert.Contains("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32", ptx);
+                Assert.Contains("cp.async.bulk.wait_group.read", ptx);
+                Assert.DoesNotContain("red.global.add", ptx);
+            }
         }
         else
         {

@@ -142,17 +142,21 @@ public static class HopperFlashKernels
     private const int StepValues = 6 * StepQ;                  // LSE (log2), Δ, four span bounds per query
     private const int BwdValues = BwdDS + 2 * DsTile;          // two buffers of step values (32-bit each)
 
-    /// <summary>Dynamic shared memory of the backward kernel, bytes: K, V, two buffers each of Q, dO, dSᵀ and step values.</summary>
-    public const int BackwardSharedBytes = (BwdValues + 2 * 2 * StepValues) * 2;
+    private const int DqRow = 2 * (64 + 8);                   // a staged dQ row: 64 floats and 8 of padding (no bank conflicts), in elements
+    private const int DqWarp = 16 * DqRow;                     // a warp's 16 staged rows
+    private const int BwdDq = BwdValues + 2 * 2 * StepValues;  // eight warps' staged dQ rows (16-byte aligned)
+
+    /// <summary>Dynamic shared memory of the backward kernel, bytes: K, V, two buffers each of Q, dO, dSᵀ and step values, the staged dQ rows.</summary>
+    public const int BackwardSharedBytes = (BwdDq + 8 * DqWarp) * 2;
 
     /// <summary>
     /// Flash attention backward, head dim 128, on warpgroup MMA: group (128 keys, key/value head, row), 256 threads; each
     /// warpgroup owns 64 keys. Per step of 64 queries (the group's query heads × its column list): Sᵀ = K·Qᵀ and
     /// dPᵀ = V·dOᵀ (64 × 64 per warpgroup), Pᵀ and dSᵀ on the accumulators, dV += Pᵀ·dO and dK += dSᵀ·Q with P and dS
     /// from registers, and dSᵀ to shared memory. After the next step's barrier each warpgroup computes its half of that
-    /// step's dQ = dS·K (dS M-major, K N-major) and adds it atomically in fp32 (vector reductions of two floats): dQ is a
-    /// step late, dSᵀ double-buffered, so one barrier per step suffices. Sᵀ and dPᵀ run as one group of MMAs, dV and dK
-    /// as another. The next step's Q, dO and values load while this one runs.
+    /// step's dQ = dS·K (dS M-major, K N-major) and adds it to the fp32 accumulator through shared memory and the copy
+    /// engine's bulk reductions (<c>AddDq</c>): dQ is a step late, dSᵀ double-buffered, so one barrier per step suffices.
+    /// Sᵀ and dPᵀ run as one group of MMAs, dV and dK as another. The next step's Q, dO and values load while this one runs.
     /// </summary>
     public static void BackwardD128<TMask>(FlashBackwardArgs<TMask> a) where TMask : struct, IAttentionMask
     {
@@ -221,7 +225,7 @@ public static class HopperFlashKernels
                     staged1 = StepValue(a, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6);
             }
             TC.CommitAsync();
-            if (n > 0) AddDq(a, ref sm, BwdDS + ((n - 1) & 1) * DsTile, wg, warp, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
+            if (n > 0) AddDq(a, ref sm, BwdDS + ((n - 1) & 1) * DsTile, wg, warp, lane, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
             lastQ0 = q0;
             lastHead = qHead;
             bool partial = (entry & 3) == (int)TileKind.Partial || q0 + StepQ > seq || k0 + BackwardKeys > seq;
@@ -277,7 +281,8 @@ public static class HopperFlashKernels
         {
             WG.FenceProxyAsync();
             Group.Barrier();
-            AddDq(a, ref sm, BwdDS + ((steps - 1) & 1) * DsTile, wg, warp, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
+            AddDq(a, ref sm, BwdDS + ((steps - 1) & 1) * DsTile, wg, warp, lane, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
+            WG.BulkWait();
         }
         var dk32 = a.DK.Cast<uint>();
         var dv32 = a.DV.Cast<uint>();
@@ -298,18 +303,37 @@ public static class HopperFlashKernels
 
     /// <summary>
     /// One step's dQ (64 queries × this warpgroup's 64 dims) = dS·K from its dSᵀ at <paramref name="ds"/> (dS M-major, K
-    /// N-major), added to the fp32 accumulator for the step's queries <paramref name="q0"/>.. of head <paramref name="qHead"/>.
+    /// N-major), added to the fp32 accumulator for the step's queries <paramref name="q0"/>.. of head <paramref name="qHead"/>:
+    /// each warp stages its 16 rows in shared memory and 16 of its lanes add one row (256 bytes) each with a bulk reduction,
+    /// which the copy engine carries out while the warp goes on (its staging area is reused a step later, after
+    /// <see cref="WarpgroupMma.BulkWaitRead"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddDq<TMask>(in FlashBackwardArgs<TMask> a, ref ushort sm, int ds, int wg, int warp, int g, int tq, int q0, long qHead,
+    private static void AddDq<TMask>(in FlashBackwardArgs<TMask> a, ref ushort sm, int ds, int wg, int warp, int lane, int g, int tq, int q0, long qHead,
         long rowTok, long dqStride, int seq) where TMask : struct, IAttentionMask
     {
         var dq = WG.MmaMN64(ref sm, ds, Region, BwdK + Region * wg, Region, 8, default, false);
-        int qx = q0 + 16 * warp + g, qy = qx + 8;
-        long at = qHead + 64 * wg + 2 * tq;
-        if (qx < seq) AddRow(a.DQ, (rowTok + qx) * dqStride + at, dq, false);
-        if (qy < seq) AddRow(a.DQ, (rowTok + qy) * dqStride + at, dq, true);
+        int stage = BwdDq + (4 * wg + warp) * DqWarp;
+        WG.BulkWaitRead();
+        Warp.Barrier();
+        StageRow(ref sm, stage + g * DqRow + 4 * tq, dq, false);
+        StageRow(ref sm, stage + (g + 8) * DqRow + 4 * tq, dq, true);
+        WG.FenceProxyAsync();
+        Warp.Barrier();
+        int q = q0 + 16 * warp + lane;
+        if (lane < 16 && q < seq) WG.BulkReduceAdd(ref a.DQ[(rowTok + q) * dqStride + qHead + 64 * wg], ref sm, stage + lane * DqRow, 256);
     }
+
+    /// <summary>One row of a 64 × 64 accumulator (<paramref name="second"/>: fields Z, W) as floats at <paramref name="at"/> + 16j (columns 8j + 2tq, + 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StageRow(ref ushort sm, int at, Acc64 acc, bool second)
+    {
+        StagePair(ref sm, at, acc.C0, second); StagePair(ref sm, at + 16, acc.C1, second); StagePair(ref sm, at + 32, acc.C2, second); StagePair(ref sm, at + 48, acc.C3, second);
+        StagePair(ref sm, at + 64, acc.C4, second); StagePair(ref sm, at + 80, acc.C5, second); StagePair(ref sm, at + 96, acc.C6, second); StagePair(ref sm, at + 112, acc.C7, second);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StagePair(ref ushort sm, int at, F4 c, bool second) => WG.StoreShared64(ref sm, at, second ? c.Z : c.X, second ? c.W : c.Y);
 
     /// <summary>
     /// One staged value of query <paramref name="q"/> (head <paramref name="h"/>): <paramref name="kind"/> 0 the log-sum-exp
@@ -416,17 +440,6 @@ public static class HopperFlashKernels
         TC.StoreShared32(ref sm, at + c1, f.Z);
         TC.StoreShared32(ref sm, at + 512 + c1, f.W);
     }
-
-    /// <summary>Adds one row of a 64 × 64 accumulator (<paramref name="second"/>: fields Z, W) to fp32 <paramref name="dq"/> at <paramref name="at"/> + 8j.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddRow(ArrayView<float> dq, long at, Acc64 acc, bool second)
-    {
-        AddPair(dq, at, acc.C0, second); AddPair(dq, at + 8, acc.C1, second); AddPair(dq, at + 16, acc.C2, second); AddPair(dq, at + 24, acc.C3, second);
-        AddPair(dq, at + 32, acc.C4, second); AddPair(dq, at + 40, acc.C5, second); AddPair(dq, at + 48, acc.C6, second); AddPair(dq, at + 56, acc.C7, second);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddPair(ArrayView<float> dq, long at, F4 c, bool second) => WG.AddPair(ref dq[at], second ? c.Z : c.X, second ? c.W : c.Y);
 
     /// <summary>cp.async of step <paramref name="step"/>'s two key tiles of K and V (rows 0–63 and 64–127; a missing or past-the-end row is zero-filled).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

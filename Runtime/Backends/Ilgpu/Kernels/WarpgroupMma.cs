@@ -218,6 +218,36 @@ public static class WarpgroupMma
         Atomic.Add(ref Unsafe.Add(ref target, 1), y);
     }
 
+    /// <summary><c>st.shared.v2.f32</c>: <paramref name="x"/> and <paramref name="y"/> to <paramref name="shared"/> + <paramref name="element"/> (8-byte aligned), through a 32-bit address.</summary>
+    [IntrinsicImplementation]
+    public static void StoreShared64(ref ushort shared, int element, float x, float y)
+    {
+        Unsafe.As<ushort, float>(ref Unsafe.Add(ref shared, element)) = x;
+        Unsafe.As<ushort, float>(ref Unsafe.Add(ref shared, element + 2)) = y;
+    }
+
+    /// <summary>
+    /// <c>cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32</c>, then <c>cp.async.bulk.commit_group</c> (SM_90):
+    /// the copy engine adds <paramref name="bytes"/> / 4 floats from <paramref name="shared"/> + <paramref name="element"/>
+    /// to <paramref name="global"/> and the floats after it, in one operation (both 16-byte aligned, <paramref name="bytes"/>
+    /// a constant multiple of 16). The threads that wrote the source make it visible with <see cref="FenceProxyAsync"/> and
+    /// a barrier first; it may be written again after <see cref="BulkWaitRead"/>.
+    /// </summary>
+    [IntrinsicImplementation]
+    public static void BulkReduceAdd(ref float global, ref ushort shared, int element, int bytes)
+    {
+        for (int i = 0; i < bytes / 4; i++)
+            Atomic.Add(ref Unsafe.Add(ref global, i), Unsafe.As<ushort, float>(ref Unsafe.Add(ref shared, element + 2 * i)));
+    }
+
+    /// <summary><c>cp.async.bulk.wait_group.read 0</c>: this thread's bulk operations have read their shared-memory sources.</summary>
+    [IntrinsicImplementation]
+    public static void BulkWaitRead() { }
+
+    /// <summary><c>cp.async.bulk.wait_group 0</c>: this thread's bulk operations are complete.</summary>
+    [IntrinsicImplementation]
+    public static void BulkWait() { }
+
     /// <summary><c>fence.proxy.async.shared::cta</c>: makes this thread's shared-memory writes visible to warpgroup MMAs (then barrier).</summary>
     [IntrinsicImplementation]
     public static void FenceProxyAsync() { }
@@ -249,6 +279,10 @@ public static class WarpgroupMma
         Add(nameof(MmaRN2), nameof(EmitMmaRN2));
         Add(nameof(AddPair), nameof(EmitAddPair));
         Add(nameof(FenceProxyAsync), nameof(EmitFenceProxyAsync));
+        Add(nameof(StoreShared64), nameof(EmitStoreShared64));
+        Add(nameof(BulkReduceAdd), nameof(EmitBulkReduceAdd));
+        Add(nameof(BulkWaitRead), nameof(EmitBulkWaitRead));
+        Add(nameof(BulkWait), nameof(EmitBulkWait));
     }
 
     // ---- PTX code generation ------------------------------------------------------------------------------------
@@ -396,23 +430,69 @@ public static class WarpgroupMma
     private static void EmitAddPair(PTXBackend backend, PTXCodeGenerator cg, Value value)
     {
         var call = (MethodCall)value;
-        var pointer = call[0].Resolve();
-        var address = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
-        var source = cg.LoadHardware(pointer);
-        var space = ((ILGPU.IR.Types.PointerType)pointer.Type).AddressSpace;
-        using (var convert = cg.BeginCommand(space == MemoryAddressSpace.Generic ? "cvta.to.global.u64" : "mov.b64"))
-        {
-            convert.AppendArgument(address);
-            convert.AppendArgument(source);
-        }
-        var x = cg.EnsureHardwareRegister(cg.LoadPrimitive(call[1].Resolve()));
-        var y = cg.EnsureHardwareRegister(cg.LoadPrimitive(call[2].Resolve()));
-        using (var command = cg.BeginCommand("red.global.add.v2.f32"))
+        EmitPair(cg, "red.global.add.v2.f32", GlobalAddress(cg, call[0].Resolve()), call[1].Resolve(), call[2].Resolve());
+    }
+
+    private static void EmitStoreShared64(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        EmitPair(cg, "st.shared.v2.f32", TensorCore.SharedAddress(cg, call[0].Resolve(), call[1].Resolve()), call[2].Resolve(), call[3].Resolve());
+    }
+
+    /// <summary><paramref name="op"/> [address], {x, y}: a two-float vector store or reduction; the address register is freed.</summary>
+    private static void EmitPair(PTXCodeGenerator cg, string op, Registers.HardwareRegister address, Value xValue, Value yValue)
+    {
+        var x = cg.EnsureHardwareRegister(cg.LoadPrimitive(xValue));
+        var y = cg.EnsureHardwareRegister(cg.LoadPrimitive(yValue));
+        using (var command = cg.BeginCommand(op))
         {
             command.AppendArgumentValue(address);
             command.AppendVectorArgument(new[] { x, y });
         }
         cg.FreeRegister(address);
+    }
+
+    /// <summary>Arguments (global, shared, element, bytes): one bulk reduction and its commit.</summary>
+    private static void EmitBulkReduceAdd(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        int bytes = Constant(call, 3, "bytes");
+        if (bytes <= 0 || bytes % 16 != 0) throw new InvalidOperationException($"WarpgroupMma: bulk reductions move a positive multiple of 16 bytes, got {bytes}");
+        var target = GlobalAddress(cg, call[0].Resolve());
+        var source = TensorCore.SharedAddress(cg, call[1].Resolve(), call[2].Resolve());
+        using (var command = cg.BeginCommand("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32"))
+        {
+            command.AppendArgumentValue(target);
+            command.AppendArgumentValue(source);
+            command.AppendConstant((long)bytes);
+        }
+        cg.Command("cp.async.bulk.commit_group", null);
+        cg.FreeRegister(target);
+        cg.FreeRegister(source);
+    }
+
+    private static void EmitBulkWaitRead(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        using var command = cg.BeginCommand("cp.async.bulk.wait_group.read");
+        command.AppendConstant(0L);
+    }
+
+    private static void EmitBulkWait(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        using var command = cg.BeginCommand("cp.async.bulk.wait_group");
+        command.AppendConstant(0L);
+    }
+
+    /// <summary>A 64-bit .global address from a global or generic pointer.</summary>
+    private static Registers.HardwareRegister GlobalAddress(PTXCodeGenerator cg, Value pointer)
+    {
+        var address = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        var source = cg.LoadHardware(pointer);
+        var space = ((ILGPU.IR.Types.PointerType)pointer.Type).AddressSpace;
+        using var convert = cg.BeginCommand(space == MemoryAddressSpace.Generic ? "cvta.to.global.u64" : "mov.b64");
+        convert.AppendArgument(address);
+        convert.AppendArgument(source);
+        return address;
     }
 
     private static void EmitFenceProxyAsync(PTXBackend backend, PTXCodeGenerator cg, Value value) => cg.Command("fence.proxy.async.shared::cta", null);
