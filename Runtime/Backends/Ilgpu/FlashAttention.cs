@@ -150,6 +150,7 @@ public sealed class FlashAttention(GpuDevice device)
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;
         long deltaLength = tokens * heads, dqLength = tokens * heads * headDim;
+        if (dqLength > int.MaxValue) throw new ArgumentException($"flash backward: {tokens} tokens × {heads} heads × {headDim} exceed the 2^31 elements one call handles", nameof(q));
         if (scratch.Length < deltaLength + dqLength + 4 * tokens) throw new ArgumentException($"flash backward: scratch has {scratch.Length} floats, needs {deltaLength + dqLength + 4 * tokens}", nameof(scratch));
         if (lse.Length < deltaLength) throw new ArgumentException($"flash backward: lse has {lse.Length} floats, needs {deltaLength}", nameof(lse));
         if (dq.Length < dqLength) throw new ArgumentException($"flash backward: dq has {dq.Length} elements, needs {dqLength}", nameof(dq));
@@ -165,9 +166,9 @@ public sealed class FlashAttention(GpuDevice device)
             device.Kernel<TokenSpanArgs<TMask>>(FlashKernels.TokenSpans<TMask>)(device.Stream, (int)tokens,
                 new TokenSpanArgs<TMask> { Layouts = batch.Layouts, Mask = mask, Spans = spans, Seq = batch.Seq });
         }
-        // Δ and the cleared dQ accumulator in one pass, a warp per (token, head).
-        int warpsPerGroup = FlashKernels.PrepareThreads / 32;
-        _prepare(device.Stream, new KernelConfig((int)((deltaLength + warpsPerGroup - 1) / warpsPerGroup), FlashKernels.PrepareThreads), new DeltaArgs
+        // Δ and the cleared dQ accumulator in one pass, a warp per four (token, head) rows.
+        int rowsPerGroup = FlashKernels.PrepareThreads / 32 * FlashKernels.PrepareRowsPerWarp;
+        _prepare(device.Stream, new KernelConfig((int)((deltaLength + rowsPerGroup - 1) / rowsPerGroup), FlashKernels.PrepareThreads), new DeltaArgs
         {
             O = o.View, DO = dO.View, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride, DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride,
             Delta = delta, DQ = dqAccumulator, Tokens = (int)tokens, Seq = batch.Seq, Heads = heads, HeadDim = headDim,
@@ -188,7 +189,7 @@ public sealed class FlashAttention(GpuDevice device)
             Scale = scale, ScaleLog2 = scale * 1.4426950408889634f, Lists = columns.Lists, Counts = columns.Counts, Layouts = batch.Layouts, Mask = mask,
             Spans = spans,
         });
-        _scale(device.Stream, (int)dqLength, new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale });
+        _scale(device.Stream, (int)(dqLength / FlashKernels.ScaleElements), new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale });
     }
 
     /// <summary><see cref="Forward{TMask}"/> with a mask chosen at run time.</summary>

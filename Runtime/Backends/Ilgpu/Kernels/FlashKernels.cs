@@ -190,39 +190,84 @@ public static partial class FlashKernels
         return count + Warp.Shuffle(prefix, warpSize - 1);
     }
 
-    /// <summary>Threads per group of <see cref="BackwardPrepare"/>: one warp per (token, head).</summary>
+    /// <summary>Threads per group of <see cref="BackwardPrepare"/>.</summary>
     public const int PrepareThreads = 256;
 
+    /// <summary>(token, head) rows per warp of <see cref="BackwardPrepare"/>.</summary>
+    public const int PrepareRowsPerWarp = 4;
+
     /// <summary>
-    /// Before the backward kernel, one warp per (token, head): Δ = Σ_d dO·O in fp32 and the row of the fp32 dQ
+    /// Before the backward kernel, a warp per four (token, head) rows: Δ = Σ_d dO·O in fp32 and the rows of the fp32 dQ
     /// accumulator cleared. Lane l reads elements 4l..4l+3 of each 128-element block (8-byte loads, so a warp reads a row
-    /// in one coalesced request) and a warp sum finishes Δ.
+    /// in one coalesced request; the four rows' loads are all issued before the sums, to keep more bytes in flight) and
+    /// warp sums finish Δ.
     /// </summary>
     public static void BackwardPrepare(DeltaArgs a)
     {
         int lane = Group.IdxX & 31;
-        long rowIndex = (long)Grid.IdxX * (PrepareThreads / 32) + (Group.IdxX >> 5);
-        if (rowIndex >= (long)a.Tokens * a.Heads) return;                   // whole warps leave together
-        long token = rowIndex / a.Heads;
-        int h = (int)(rowIndex - token * a.Heads);
+        // Row r is (token r / Heads, head r % Heads); tokens × heads < 2^31 (checked by the caller), so 32-bit division
+        // (64-bit division is a long software routine on the GPU), once per warp.
+        int first = (Grid.IdxX * (PrepareThreads / 32) + (Group.IdxX >> 5)) * PrepareRowsPerWarp, rows = a.Tokens * a.Heads;
+        if (first >= rows) return;                                           // whole warps leave together
+        int token = first / a.Heads, h = first - token * a.Heads;
+        // Rows past the end read the last row again and write nothing.
+        var (t1, h1) = Next(a, token, h, rows);
+        var (t2, h2) = Next(a, t1, h1, rows);
+        var (t3, h3) = Next(a, t2, h2, rows);
         var o = a.O.Cast<ulong>();
         var dO = a.DO.Cast<ulong>();
         var dq = a.DQ.Cast<ulong>();
-        long oAt = a.OOffset + token * a.OStride + (long)h * a.HeadDim, gAt = a.DOOffset + token * a.DOStride + (long)h * a.HeadDim;
-        float sum = 0f;
+        long o0 = RowAt(a, token, h, a.OOffset, a.OStride), o1 = RowAt(a, t1, h1, a.OOffset, a.OStride);
+        long o2 = RowAt(a, t2, h2, a.OOffset, a.OStride), o3 = RowAt(a, t3, h3, a.OOffset, a.OStride);
+        long g0 = RowAt(a, token, h, a.DOOffset, a.DOStride), g1 = RowAt(a, t1, h1, a.DOOffset, a.DOStride);
+        long g2 = RowAt(a, t2, h2, a.DOOffset, a.DOStride), g3 = RowAt(a, t3, h3, a.DOOffset, a.DOStride);
+        int valid = rows - first < PrepareRowsPerWarp ? rows - first : PrepareRowsPerWarp;
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
         for (int d = 4 * lane; d < a.HeadDim; d += 128)
         {
-            ulong x = o[(oAt + d) >> 2], y = dO[(gAt + d) >> 2];
-            sum += Bf16.ToFloat((ushort)x) * Bf16.ToFloat((ushort)y) + Bf16.ToFloat((ushort)(x >> 16)) * Bf16.ToFloat((ushort)(y >> 16))
-                 + Bf16.ToFloat((ushort)(x >> 32)) * Bf16.ToFloat((ushort)(y >> 32)) + Bf16.ToFloat((ushort)(x >> 48)) * Bf16.ToFloat((ushort)(y >> 48));
-            long at = (rowIndex * a.HeadDim + d) >> 1;
-            dq[at] = 0UL;
-            dq[at + 1] = 0UL;
+            ulong x0 = o[(o0 + d) >> 2], y0 = dO[(g0 + d) >> 2], x1 = o[(o1 + d) >> 2], y1 = dO[(g1 + d) >> 2];
+            ulong x2 = o[(o2 + d) >> 2], y2 = dO[(g2 + d) >> 2], x3 = o[(o3 + d) >> 2], y3 = dO[(g3 + d) >> 2];
+            s0 += Dot4(x0, y0);
+            s1 += Dot4(x1, y1);
+            s2 += Dot4(x2, y2);
+            s3 += Dot4(x3, y3);
+            // The warp's rows are consecutive in the accumulator [tokens, Heads, D].
+            for (int r = 0; r < valid; r++)
+            {
+                long at = ((long)(first + r) * a.HeadDim + d) >> 1;
+                dq[at] = 0UL;
+                dq[at + 1] = 0UL;
+            }
         }
-        for (int offset = 16; offset > 0; offset >>= 1) sum += Warp.ShuffleXor(sum, offset);
-        long row = token / a.Seq;
-        if (lane == 0) a.Delta[(row * a.Heads + h) * a.Seq + (token - row * a.Seq)] = sum;
+        for (int offset = 16; offset > 0; offset >>= 1)
+        {
+            s0 += Warp.ShuffleXor(s0, offset);
+            s1 += Warp.ShuffleXor(s1, offset);
+            s2 += Warp.ShuffleXor(s2, offset);
+            s3 += Warp.ShuffleXor(s3, offset);
+        }
+        if (lane < valid)
+        {
+            int t = lane == 0 ? token : lane == 1 ? t1 : lane == 2 ? t2 : t3, hh = lane == 0 ? h : lane == 1 ? h1 : lane == 2 ? h2 : h3;
+            int b = t / a.Seq;
+            a.Delta[((long)b * a.Heads + hh) * a.Seq + (t - b * a.Seq)] = lane == 0 ? s0 : lane == 1 ? s1 : lane == 2 ? s2 : s3;
+        }
     }
+
+    /// <summary>The (token, head) row after (<paramref name="token"/>, <paramref name="h"/>), or that row again at the end.</summary>
+    private static (int Token, int Head) Next(in DeltaArgs a, int token, int h, int rows)
+    {
+        if ((long)token * a.Heads + h + 1 >= rows) return (token, h);
+        return h + 1 < a.Heads ? (token, h + 1) : (token + 1, 0);
+    }
+
+    /// <summary>The first element of (<paramref name="token"/>, <paramref name="h"/>) in an operand at <paramref name="offset"/> with token stride <paramref name="stride"/>.</summary>
+    private static long RowAt(in DeltaArgs a, int token, int h, long offset, long stride) => offset + token * stride + (long)h * a.HeadDim;
+
+    /// <summary>The dot product of four bf16 pairs packed in two 64-bit words.</summary>
+    private static float Dot4(ulong x, ulong y) =>
+        Bf16.ToFloat((ushort)x) * Bf16.ToFloat((ushort)y) + Bf16.ToFloat((ushort)(x >> 16)) * Bf16.ToFloat((ushort)(y >> 16))
+        + Bf16.ToFloat((ushort)(x >> 32)) * Bf16.ToFloat((ushort)(y >> 32)) + Bf16.ToFloat((ushort)(x >> 48)) * Bf16.ToFloat((ushort)(y >> 48));
 
     /// <summary>
     /// One value the backward kernel stages in shared memory for query <paramref name="q"/> of head <paramref name="h"/>:
@@ -253,6 +298,16 @@ public static partial class FlashKernels
         a.Spans[at + 3L * a.Seq] = spans.Hi1;
     }
 
-    /// <summary>Output = bf16(Input × Scale).</summary>
-    public static void ScaleToBf16(Index1D index, ScaleArgs a) => a.Output[index] = Bf16.FromFloat(a.Input[index] * a.Scale);
+    /// <summary>Elements per thread of <see cref="ScaleToBf16"/>.</summary>
+    public const int ScaleElements = 4;
+
+    /// <summary>Output = bf16(Input × Scale), four elements per thread (two 8-byte loads, one 8-byte store; the length a multiple of 4).</summary>
+    public static void ScaleToBf16(Index1D index, ScaleArgs a)
+    {
+        var input = a.Input.Cast<ulong>();
+        ulong x = input[2L * index], y = input[2L * index + 1];
+        uint lo = TensorCore.Pack(Interop.IntAsFloat((uint)x) * a.Scale, Interop.IntAsFloat((uint)(x >> 32)) * a.Scale);
+        uint hi = TensorCore.Pack(Interop.IntAsFloat((uint)y) * a.Scale, Interop.IntAsFloat((uint)(y >> 32)) * a.Scale);
+        a.Output.Cast<ulong>()[index] = lo | ((ulong)hi << 32);
+    }
 }
