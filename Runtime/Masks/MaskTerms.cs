@@ -186,6 +186,21 @@ public readonly struct MaskTerms : IAttentionMask
         ? new(new MaskTerm(MaskParts.Causal | MaskParts.Document, window), new MaskTerm(MaskParts.Causal | MaskParts.Anchor, window))
         : new(new MaskTerm(MaskParts.Causal | MaskParts.Document, window));
 
+    /// <summary>
+    /// Whether this is the anchor mask <see cref="Document"/>(anchor: true, window) — exactly — and then its intra-document
+    /// part (<paramref name="documents"/>, the first term) and window: the anchor mask is that part plus the pairs (q, k)
+    /// with k in the anchor prefix, q after it and q − k &lt; window.
+    /// </summary>
+    public bool WithoutAnchor(out MaskTerms documents, out int window)
+    {
+        var both = MaskParts.Causal | MaskParts.Document;
+        bool anchor = Count == 2 && _t0.Parts == (int)both && _t1.Parts == (int)(MaskParts.Causal | MaskParts.Anchor) && _t0.Window == _t1.Window
+            && _t0.Prefix == MaskTerm.None && _t1.Prefix == MaskTerm.None && _t0.Head == MaskTerm.None && _t1.Head == MaskTerm.None;
+        documents = anchor ? new MaskTerms(_t0) : default;
+        window = anchor ? _t0.Window : 0;
+        return anchor;
+    }
+
     /// <inheritdoc/>
     /// <remarks>Written out term by term: kernels evaluate it per element of partial tiles, and ILGPU does not unroll loops.</remarks>
     public bool Allows<TDocs>(in TDocs docs, int q, int k, int docQ, int docK) where TDocs : struct, IDocumentBounds =>

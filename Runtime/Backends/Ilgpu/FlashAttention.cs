@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 using ModelGen.Backends.Ilgpu.Kernels;
@@ -30,6 +31,8 @@ public sealed class FlashAttention(GpuDevice device)
     private readonly Action<AcceleratorStream, Index1D, TileListArgs> _columnLists = device.Kernel<TileListArgs>(FlashKernels.ColumnLists);
     private readonly Action<AcceleratorStream, KernelConfig, DeltaArgs> _prepare = device.GroupedKernel<DeltaArgs>(FlashKernels.BackwardPrepare);
     private readonly Action<AcceleratorStream, Index1D, ScaleArgs> _scale = device.Kernel<ScaleArgs>(FlashKernels.ScaleToBf16);
+    private readonly Action<AcceleratorStream, KernelConfig, AnchorArgs> _anchorPrepare = device.GroupedKernel<AnchorArgs>(AnchorKernels.Prepare);
+    private readonly Action<AcceleratorStream, Index1D, AnchorArgs> _anchorFinish = device.Kernel<AnchorArgs>(AnchorKernels.Finish);
 
     /// <summary>The kernels to run (<see cref="FlashKernelSet.Auto"/> unless a benchmark or test asks for one set).</summary>
     public FlashKernelSet Kernels { get; set; } = FlashKernelSet.Auto;
@@ -101,12 +104,16 @@ public sealed class FlashAttention(GpuDevice device)
             Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
             KeyTilesPerBlock = 1, QueryTilesPerBlock = queries / FlashKernels.Tile,
         });
-        _columnLists(device.Stream, batch.Rows * KeyBlocks(batch) * warp, new TileListArgs
+        ColumnLists(batch, batch.Tiles, columns);
+    }
+
+    /// <summary>Per backward key block, the non-empty query tiles of <paramref name="tiles"/>.</summary>
+    private void ColumnLists(GpuBatch batch, ArrayView<byte> tiles, GpuBatch.TileLists columns) =>
+        _columnLists(device.Stream, batch.Rows * KeyBlocks(batch) * device.Accelerator.WarpSize, new TileListArgs
         {
-            Tiles = batch.Tiles, Lists = columns.Lists, Counts = columns.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            Tiles = tiles, Lists = columns.Lists, Counts = columns.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
             KeyTilesPerBlock = FlashKernels.BackwardKeys / FlashKernels.Tile, QueryTilesPerBlock = 1,
         });
-    }
 
     /// <summary>
     /// O = softmax(scale·QKᵀ + mask)·V for every (row, head), with the natural log-sum-exp of each query written to
@@ -135,9 +142,17 @@ public sealed class FlashAttention(GpuDevice device)
     }
 
     /// <summary>
+    /// Whether the backward of the anchor mask (<see cref="MaskTerms.Document"/> with an anchor, on windows whose anchor
+    /// is one token) computes the anchor key apart (<see cref="AnchorKernels"/>) and runs the tiled kernel on the
+    /// intra-document mask, so that the anchor's block no longer reaches every query tile. On unless a benchmark or test
+    /// turns it off.
+    /// </summary>
+    public bool AnchorApart { get; set; } = true;
+
+    /// <summary>
     /// Gradients of the forward pass: dQ, dK, dV (bf16) from dO, the forward output and its log-sum-exp.
-    /// <paramref name="scratch"/> holds Δ [rows·heads·seq], the fp32 dQ accumulator [tokens·heads·D] and the queries' key spans [tokens·4]
-    /// (<see cref="BackwardScratchLength"/> floats).
+    /// <paramref name="scratch"/> holds Δ [rows·heads·seq], the fp32 dQ accumulator [tokens·heads·D], the queries' key
+    /// spans [tokens·4] and the anchor key's gradient sums [rows·heads·2·D] (<see cref="BackwardScratchLength"/> floats).
     /// </summary>
     public void Backward<TMask>(FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, FlashOperand dO, ArrayView<float> lse,
         ArrayView<ushort> dq, ArrayView<ushort> dk, ArrayView<ushort> dv, int headDim, GpuBatch batch, TMask mask, ArrayView<float> scratch)
@@ -146,33 +161,66 @@ public sealed class FlashAttention(GpuDevice device)
         Check(headDim, batch, q, k, v, o, dO);
         bool wgmma = UsesWgmma(headDim);
         if (!wgmma && SharedMemoryProblem(headDim, device.MaxSharedBytesPerGroup, backward: true) is { } memory) throw new NotSupportedException($"flash attention: {memory}");
-        var (_, columns) = CurrentLists(batch, headDim);
         int heads = q.Layout.Heads, kvHeads = k.Layout.Heads;
         long tokens = batch.Tokens;
-        long deltaLength = tokens * heads, dqLength = tokens * heads * headDim;
+        long deltaLength = tokens * heads, dqLength = tokens * heads * headDim, sumsLength = (long)batch.Rows * heads * 2 * headDim;
         if (dqLength > int.MaxValue) throw new ArgumentException($"flash backward: {tokens} tokens × {heads} heads × {headDim} exceed the 2^31 elements one call handles", nameof(q));
-        if (scratch.Length < deltaLength + dqLength + 4 * tokens) throw new ArgumentException($"flash backward: scratch has {scratch.Length} floats, needs {deltaLength + dqLength + 4 * tokens}", nameof(scratch));
+        long needed = BackwardScratchLength(batch, heads, headDim);
+        if (scratch.Length < needed) throw new ArgumentException($"flash backward: scratch has {scratch.Length} floats, needs {needed}", nameof(scratch));
         if (lse.Length < deltaLength) throw new ArgumentException($"flash backward: lse has {lse.Length} floats, needs {deltaLength}", nameof(lse));
         if (dq.Length < dqLength) throw new ArgumentException($"flash backward: dq has {dq.Length} elements, needs {dqLength}", nameof(dq));
         if (dk.Length < tokens * kvHeads * headDim || dv.Length < tokens * kvHeads * headDim)
             throw new ArgumentException($"flash backward: dk/dv need {tokens * kvHeads * headDim} elements", nameof(dk));
         var delta = scratch.SubView(0, deltaLength);
         var dqAccumulator = scratch.SubView(deltaLength, dqLength);
-        var spans = default(ArrayView<int>);
+        var spans = scratch.SubView(deltaLength + dqLength, 4 * tokens).Cast<int>();
+        var sums = scratch.SubView(deltaLength + dqLength + 4 * tokens, sumsLength);
+
+        // The anchor key apart: the tiled kernel runs the intra-document part of the mask on that part's own lists.
+        var kernelMask = mask;
+        bool apart = Apart(mask, batch, out var documents, out int window);
+        GpuBatch.TileLists columns;
+        if (apart)
+        {
+            kernelMask = Unsafe.As<MaskTerms, TMask>(ref documents);
+            columns = AnchorFreeColumns(batch, documents, window);
+        }
+        else
+        {
+            columns = CurrentLists(batch, headDim).Columns;
+        }
+        var anchorArgs = new AnchorArgs
+        {
+            Q = q.View, K = k.View, V = v.View, O = o.View, DO = dO.View,
+            QOffset = q.Layout.Offset, QStride = q.Layout.TokenStride, KOffset = k.Layout.Offset, KStride = k.Layout.TokenStride,
+            VOffset = v.Layout.Offset, VStride = v.Layout.TokenStride, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride,
+            DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride, Lse = lse, Delta = delta, DQ = dqAccumulator, Sums = sums,
+            DK = dk, DV = dv, AnchorLengths = batch.Layouts.AnchorLengths, Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
+            Window = apart ? window : 0, Scale = Scale(headDim), ScaleLog2 = Scale(headDim) * 1.4426950408889634f,
+        };
         if (wgmma)
         {
             // The warpgroup-MMA kernel stages each query's key spans from a table (one load each) instead of evaluating them.
-            spans = scratch.SubView(deltaLength + dqLength, 4 * tokens).Cast<int>();
             device.Kernel<TokenSpanArgs<TMask>>(FlashKernels.TokenSpans<TMask>)(device.Stream, (int)tokens,
-                new TokenSpanArgs<TMask> { Layouts = batch.Layouts, Mask = mask, Spans = spans, Seq = batch.Seq });
+                new TokenSpanArgs<TMask> { Layouts = batch.Layouts, Mask = kernelMask, Spans = spans, Seq = batch.Seq });
         }
-        // Δ and the cleared dQ accumulator in one pass, a warp per four (token, head) rows.
-        int rowsPerGroup = FlashKernels.PrepareThreads / 32 * FlashKernels.PrepareRowsPerWarp;
-        _prepare(device.Stream, new KernelConfig((int)((deltaLength + rowsPerGroup - 1) / rowsPerGroup), FlashKernels.PrepareThreads), new DeltaArgs
+        if (apart)
         {
-            O = o.View, DO = dO.View, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride, DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride,
-            Delta = delta, DQ = dqAccumulator, Tokens = (int)tokens, Seq = batch.Seq, Heads = heads, HeadDim = headDim,
-        });
+            // Δ, the dQ accumulator started with the anchor pairs' dS·K₀, and the anchor key's gradient sums.
+            sums.MemSetToZero(device.Stream);
+            _anchorPrepare(device.Stream, new KernelConfig(new Index3D((batch.Seq + AnchorKernels.Queries - 1) / AnchorKernels.Queries, heads, batch.Rows),
+                new Index3D(AnchorKernels.Threads, 1, 1)), anchorArgs);
+        }
+        else
+        {
+            // Δ and the cleared dQ accumulator in one pass, a warp per four (token, head) rows.
+            int rowsPerGroup = FlashKernels.PrepareThreads / 32 * FlashKernels.PrepareRowsPerWarp;
+            _prepare(device.Stream, new KernelConfig((int)((deltaLength + rowsPerGroup - 1) / rowsPerGroup), FlashKernels.PrepareThreads), new DeltaArgs
+            {
+                O = o.View, DO = dO.View, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride, DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride,
+                Delta = delta, DQ = dqAccumulator, Tokens = (int)tokens, Seq = batch.Seq, Heads = heads, HeadDim = headDim,
+            });
+        }
         int bytes = wgmma ? HopperFlashKernels.BackwardSharedBytes : FlashKernels.BackwardSharedBytes(headDim);
         var launch = wgmma
             ? device.HopperKernel<FlashBackwardArgs<TMask>>(HopperFlashKernels.BackwardD128<TMask>, bytes)
@@ -186,10 +234,43 @@ public sealed class FlashAttention(GpuDevice device)
             QOffset = q.Layout.Offset, KOffset = k.Layout.Offset, VOffset = v.Layout.Offset, DOOffset = dO.Layout.Offset,
             QStride = q.Layout.TokenStride, KStride = k.Layout.TokenStride, VStride = v.Layout.TokenStride, DOStride = dO.Layout.TokenStride,
             Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, QueryTiles = batch.QueryTiles, KeyBlocks = KeyBlocks(batch),
-            Scale = scale, ScaleLog2 = scale * 1.4426950408889634f, Lists = columns.Lists, Counts = columns.Counts, Layouts = batch.Layouts, Mask = mask,
-            Spans = spans,
+            Scale = scale, ScaleLog2 = scale * 1.4426950408889634f, Lists = columns.Lists, Counts = columns.Counts, Layouts = batch.Layouts, Mask = kernelMask,
+            Spans = wgmma ? spans : default,
         });
         _scale(device.Stream, (int)(dqLength / FlashKernels.ScaleElements), new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale });
+        if (apart) _anchorFinish(device.Stream, batch.Rows * kvHeads * headDim, anchorArgs);
+    }
+
+    /// <summary>Whether <see cref="Backward{TMask}"/> computes the anchor key of <paramref name="mask"/> apart on the windows of <paramref name="batch"/>.</summary>
+    public bool RunsAnchorApart(AttentionMask mask, GpuBatch batch) => mask.Apply<bool, ApartAction>(new ApartAction(this, batch));
+
+    /// <summary>See <see cref="AnchorApart"/>: the standard anchor mask (then its intra-document part and window) on windows whose anchors are at most one token.</summary>
+    private bool Apart<TMask>(TMask mask, GpuBatch batch, out MaskTerms documents, out int window) where TMask : struct, IAttentionMask
+    {
+        (documents, window) = (default, 0);
+        return AnchorApart && typeof(TMask) == typeof(MaskTerms) && batch.MaxAnchorLength <= 1
+            && Unsafe.As<TMask, MaskTerms>(ref mask).WithoutAnchor(out documents, out window);
+    }
+
+    private readonly struct ApartAction(FlashAttention flash, GpuBatch batch) : IMaskAction<bool>
+    {
+        public bool Run<TMask>(TMask mask) where TMask : struct, IAttentionMask => flash.Apart(mask, batch, out _, out _);
+    }
+
+    /// <summary>
+    /// The column lists of the intra-document part of an anchor mask (the batch's second map), rebuilt when the batch's
+    /// tile map or the window changed since they were built.
+    /// </summary>
+    private GpuBatch.TileLists AnchorFreeColumns(GpuBatch batch, MaskTerms documents, int window)
+    {
+        var (tiles, columns) = batch.EnsureAnchorFree();
+        if (batch.AnchorFreeVersion != batch.TileMapVersion || batch.AnchorFreeWindow != window)
+        {
+            batch.BuildTileMap(documents, tiles);
+            ColumnLists(batch, tiles, columns);
+            (batch.AnchorFreeVersion, batch.AnchorFreeWindow) = (batch.TileMapVersion, window);
+        }
+        return columns;
     }
 
     /// <summary><see cref="Forward{TMask}"/> with a mask chosen at run time.</summary>
@@ -222,7 +303,8 @@ public sealed class FlashAttention(GpuDevice device)
     }
 
     /// <summary>Floats of scratch <see cref="Backward{TMask}"/> needs.</summary>
-    public static long BackwardScratchLength(GpuBatch batch, int heads, int headDim) => (long)batch.Tokens * (heads * (1 + headDim) + 4);
+    public static long BackwardScratchLength(GpuBatch batch, int heads, int headDim) =>
+        (long)batch.Tokens * (heads * (1 + headDim) + 4) + (long)batch.Rows * heads * 2 * headDim;
 
     private static float Scale(int headDim) => 1f / MathF.Sqrt(headDim);
 

@@ -72,6 +72,9 @@ public sealed class GpuBatch : IDisposable
     /// <summary>Largest position id uploaded (for RoPE tables).</summary>
     public int MaxPosition { get; private set; }
 
+    /// <summary>Longest anchor prefix of the rows uploaded (0: no row has one).</summary>
+    public int MaxAnchorLength { get; private set; }
+
     /// <summary>
     /// Uploads one batch: ids and positions [rows × seq], one layout per row (null = each row one document, no
     /// anchor), labels optional. Ids are checked against <paramref name="vocab"/>.
@@ -122,6 +125,7 @@ public sealed class GpuBatch : IDisposable
         int max = 0;
         foreach (var p in positions) max = Math.Max(max, p);
         MaxPosition = max;
+        MaxAnchorLength = anchors.Max();
     }
 
     /// <summary>Builds the tile map for <paramref name="mask"/> on the device (one thread per tile, no compile step per length).</summary>
@@ -131,11 +135,36 @@ public sealed class GpuBatch : IDisposable
     public void BuildTileMap<TMask>(TMask mask) where TMask : struct, IAttentionMask
     {
         TileMapVersion++;
+        BuildTileMap(mask, Tiles);
+    }
+
+    /// <summary>The tile map of <paramref name="mask"/> into <paramref name="tiles"/> [rows, QueryTiles, KeyTiles].</summary>
+    internal void BuildTileMap<TMask>(TMask mask, ArrayView<byte> tiles) where TMask : struct, IAttentionMask
+    {
         var launch = _device.Kernel<TileMapArgs<TMask>>(AttentionKernels.TileMap);
         launch(_device.Stream, Rows * QueryTiles * KeyTiles, new TileMapArgs<TMask>
         {
-            Layouts = Layouts, Tiles = Tiles, TileQ = TileQ, TileK = TileK, QueryTiles = QueryTiles, KeyTiles = KeyTiles, Mask = mask,
+            Layouts = Layouts, Tiles = tiles, TileQ = TileQ, TileK = TileK, QueryTiles = QueryTiles, KeyTiles = KeyTiles, Mask = mask,
         });
+    }
+
+    private (MemoryBuffer1D<byte, Stride1D.Dense> Tiles, TileLists Columns)? _anchorFree;
+
+    /// <summary>The <see cref="TileMapVersion"/> the anchor-free column lists were last built for (-1: never).</summary>
+    internal int AnchorFreeVersion { get; set; } = -1;
+
+    /// <summary>The sliding window of the mask the anchor-free lists were last built for.</summary>
+    internal int AnchorFreeWindow { get; set; }
+
+    /// <summary>
+    /// A second tile map and its column lists, for the backward of an anchor mask whose anchor key is computed apart
+    /// (the intra-document mask's map; allocated on first use).
+    /// </summary>
+    internal (ArrayView<byte> Tiles, TileLists Columns) EnsureAnchorFree()
+    {
+        _anchorFree ??= (_device.Allocate<byte>((long)Rows * QueryTiles * KeyTiles, "anchor-free tile map"),
+            new TileLists(_device.Allocate<int>((long)Rows * QueryTiles * KeyTiles, "anchor-free tile lists"), _device.Allocate<int>((long)Rows * KeyTiles, "anchor-free tile list counts")));
+        return (_anchorFree.Value.Tiles.View, _anchorFree.Value.Columns);
     }
 
     private (TileLists Rows, TileLists Columns)? _tileLists;
@@ -185,5 +214,7 @@ public sealed class GpuBatch : IDisposable
         foreach (var b in new MemoryBuffer[] { _ids, _positions, _labels, _starts, _ends, _rowOffsets, _anchors, _tokenDocs, _tiles }) b.Dispose();
         if (_tileLists is var (rows, columns))
             foreach (var b in new MemoryBuffer[] { rows.ListBuffer, rows.CountBuffer, columns.ListBuffer, columns.CountBuffer }) b.Dispose();
+        if (_anchorFree is var (tiles, free))
+            foreach (var b in new MemoryBuffer[] { tiles, free.ListBuffer, free.CountBuffer }) b.Dispose();
     }
 }

@@ -127,19 +127,22 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         Assert.Null(FlashAttention.Unsupported(cpu.Device, 128, batch, HeadLayout.Packed(64, 128, 0, 1, 128)));
     }
 
+    /// <summary>Head dim, mask, window (0: none), tokens, heads, key/value heads, and whether the anchor key runs apart (AnchorKernels).</summary>
     public static IEnumerable<object[]> Cases() =>
     [
-        [64, MaskKind.Causal, 100, 4, 2],
-        [128, MaskKind.Anchor, 96, 2, 1],
+        [64, MaskKind.Causal, 0, 100, 4, 2, true],
+        [128, MaskKind.Anchor, 0, 96, 2, 1, true],
+        [128, MaskKind.Anchor, 0, 96, 2, 1, false],
+        [64, MaskKind.Anchor, 40, 100, 4, 2, true],
     ];
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Forward_and_backward_match_an_fp64_reference(int headDim, MaskKind kind, int seq, int heads, int kvHeads)
+    public void Forward_and_backward_match_an_fp64_reference(int headDim, MaskKind kind, int window, int seq, int heads, int kvHeads, bool anchorApart)
     {
         var random = new Random(headDim + seq);
         var layout = kind == MaskKind.Causal ? DocumentLayout.Single(seq) : DocumentLayout.Anchored(seq, 1, seq / 3, seq / 3 + 17);
-        var mask = new AttentionMask(kind);
+        var mask = new AttentionMask(kind, window > 0 ? window : null);
         float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => Bf16.ToFloat(Bf16.FromFloat((float)(random.NextDouble() * 2 - 1)))).ToArray();
         var q = Rand(seq * heads * headDim);
         var k = Rand(seq * kvHeads * headDim);
@@ -147,13 +150,14 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         var dO = Rand(seq * heads * headDim);
         var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
 
-        RunAndCompare(new FlashAttention(cpu.Device), reference, q, k, v, dO, headDim, layout, mask, seq, heads, kvHeads);
+        RunAndCompare(new FlashAttention(cpu.Device) { AnchorApart = anchorApart }, reference, q, k, v, dO, headDim, layout, mask, seq, heads, kvHeads);
     }
 
     [Theory]
-    [InlineData(MaskKind.Anchor, 200, 2, 1)]
-    [InlineData(MaskKind.Causal, 130, 1, 1)]
-    public void Wgmma_forward_and_backward_match_an_fp64_reference(MaskKind kind, int seq, int heads, int kvHeads)
+    [InlineData(MaskKind.Anchor, 200, 2, 1, true)]
+    [InlineData(MaskKind.Anchor, 200, 2, 1, false)]
+    [InlineData(MaskKind.Causal, 130, 1, 1, true)]
+    public void Wgmma_forward_and_backward_match_an_fp64_reference(MaskKind kind, int seq, int heads, int kvHeads, bool anchorApart)
     {
         // Head dim 128 on the warpgroup-MMA kernels: 200 tokens give forward lists of odd length (a step with one tile),
         // a partial last tile and a partial last key block; GQA 2/1 walks two query heads per key block; the anchor's
@@ -168,7 +172,7 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         var v = Rand(seq * kvHeads * headDim);
         var dO = Rand(seq * heads * headDim);
         var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
-        var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };
+        var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma, AnchorApart = anchorApart };
         Assert.True(flash.UsesWgmma(headDim));
         RunAndCompare(flash, reference, q, k, v, dO, headDim, layout, mask, seq, heads, kvHeads);
     }
@@ -200,6 +204,8 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         batch.Upload(new int[seq], Enumerable.Range(0, seq).ToArray(), [layout], vocab: 1);
         batch.BuildTileMap(mask);
         flash.BuildTileLists(batch, headDim);
+        // The anchor key runs apart exactly when asked, for the anchor mask (these layouts have one-token anchors).
+        Assert.Equal(flash.AnchorApart && mask.Kind == MaskKind.Anchor, flash.RunsAnchorApart(mask, batch));
         using var qb = acc.Allocate1D(Bf16.FromFloats(q));
         using var kb = acc.Allocate1D(Bf16.FromFloats(k));
         using var vb = acc.Allocate1D(Bf16.FromFloats(v));

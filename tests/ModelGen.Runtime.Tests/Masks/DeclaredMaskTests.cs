@@ -82,6 +82,39 @@ public class DeclaredMaskTests
             Assert.True(new AttentionMask(kind, 5).StandardTerms().Spans(new HostDocuments(DocumentLayout.Anchored(20, 1, 9)), 12, 2).Exact, kind.ToString());
     }
 
+    [Fact]
+    public void The_anchor_mask_is_its_intra_document_part_plus_the_anchor_column()
+    {
+        // The flash backward computes the anchor key apart on this identity (AnchorKernels): every allowed pair is either
+        // intra-document or (q after the anchor, k in it, within the window), never both.
+        foreach (int window in new[] { MaskTerm.None, 40 })
+        {
+            var anchor = MaskTerms.Document(anchor: true, window);
+            Assert.True(anchor.WithoutAnchor(out var documents, out int w));
+            Assert.Equal(window, w);
+            foreach (var layout in RandomLayouts(seed: 31, count: 30, maxLength: 160).Where(l => l.AnchorLength > 0))
+            {
+                var docs = new HostDocuments(layout);
+                int a = layout.AnchorLength;
+                for (int q = 0; q < layout.Length; q++)
+                    for (int k = 0; k < layout.Length; k++)
+                    {
+                        bool intra = documents.Allows(docs, q, k, Doc(layout, q), Doc(layout, k));
+                        bool column = k < a && q >= a && (long)q - k < window;
+                        Assert.False(intra && column, $"{layout} q={q} k={k} counted twice");
+                        Assert.True(anchor.Allows(docs, q, k, Doc(layout, q), Doc(layout, k)) == (intra || column), $"{layout} window {window}: q={q} k={k}");
+                    }
+            }
+        }
+        // Anything else keeps its anchor pairs in the tiled kernels.
+        Assert.False(MaskTerms.Document(anchor: false).WithoutAnchor(out _, out _));
+        Assert.False(MaskTerms.Causal().WithoutAnchor(out _, out _));
+        var headBounded = new MaskTerms(new MaskTerm(MaskParts.Causal | MaskParts.Document, head: 16), new MaskTerm(MaskParts.Causal | MaskParts.Anchor));
+        Assert.False(headBounded.WithoutAnchor(out _, out _));
+        var windows = new MaskTerms(new MaskTerm(MaskParts.Causal | MaskParts.Document, 64), new MaskTerm(MaskParts.Causal | MaskParts.Anchor));
+        Assert.False(windows.WithoutAnchor(out _, out _));
+    }
+
     [Theory]
     [MemberData(nameof(Names))]
     public void Predicate_and_tile_classifier_agree_with_brute_force_on_random_layouts(string name)
