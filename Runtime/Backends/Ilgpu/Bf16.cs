@@ -1,4 +1,5 @@
 using ILGPU;
+using ModelGen.Backends.Ilgpu.Kernels;
 
 namespace ModelGen.Backends.Ilgpu;
 
@@ -52,6 +53,12 @@ public static class Bf16
 
     /// <summary>bf16 bits → fp32 (exact).</summary>
     public static float ToFloat(ushort value) => Interop.IntAsFloat((uint)value << 16);
+
+    /// <summary>Four bf16 packed in a 64-bit word (the first in the low bits, as one 8-byte load reads them) as floats X..W.</summary>
+    public static F4 Unpack4(ulong four) => new()
+    {
+        X = ToFloat((ushort)four), Y = ToFloat((ushort)(four >> 16)), Z = ToFloat((ushort)(four >> 32)), W = ToFloat((ushort)(four >> 48)),
+    };
 
     /// <summary>Converts an array on the host.</summary>
     public static ushort[] FromFloats(ReadOnlySpan<float> values)

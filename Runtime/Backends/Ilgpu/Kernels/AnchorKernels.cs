@@ -129,7 +129,7 @@ public static class AnchorKernels
     private static void Query(in AnchorArgs a, in QueryRows r, F4 k0, F4 v0, int row, int h, int q, int d, bool on, int lane, int anchor,
         ref F4 sumK, ref F4 sumV)
     {
-        float delta = WarpSum(Dot(r.G, r.O)), s = WarpSum(Dot(r.Q, k0)), dp = WarpSum(Dot(r.G, v0));
+        float delta = WarpSum(r.G.Dot(r.O)), s = WarpSum(r.Q.Dot(k0)), dp = WarpSum(r.G.Dot(v0));
         if (q >= a.Seq) return;
         bool pair = anchor > 0 && q >= anchor && q < a.Window;
         float p = pair ? TensorCore.Exp2(s * a.ScaleLog2 - r.Lse * Log2E) : 0f, ds = p * (dp - delta);
@@ -147,13 +147,7 @@ public static class AnchorKernels
     }
 
     /// <summary>Four bf16 at <paramref name="element"/> (a multiple of 4) in one 8-byte load.</summary>
-    private static F4 Load4(ArrayView<ushort> view, long element)
-    {
-        ulong x = view.Cast<ulong>()[element >> 2];
-        return new F4 { X = Bf16.ToFloat((ushort)x), Y = Bf16.ToFloat((ushort)(x >> 16)), Z = Bf16.ToFloat((ushort)(x >> 32)), W = Bf16.ToFloat((ushort)(x >> 48)) };
-    }
-
-    private static float Dot(F4 x, F4 y) => x.X * y.X + x.Y * y.Y + x.Z * y.Z + x.W * y.W;
+    private static F4 Load4(ArrayView<ushort> view, long element) => Bf16.Unpack4(view.Cast<ulong>()[element >> 2]);
 
     private static ulong Pair(float lo, float hi) => Interop.FloatAsInt(lo) | ((ulong)Interop.FloatAsInt(hi) << 32);
 

@@ -227,10 +227,10 @@ public static partial class FlashKernels
         {
             ulong x0 = o[(o0 + d) >> 2], y0 = dO[(g0 + d) >> 2], x1 = o[(o1 + d) >> 2], y1 = dO[(g1 + d) >> 2];
             ulong x2 = o[(o2 + d) >> 2], y2 = dO[(g2 + d) >> 2], x3 = o[(o3 + d) >> 2], y3 = dO[(g3 + d) >> 2];
-            s0 += Dot4(x0, y0);
-            s1 += Dot4(x1, y1);
-            s2 += Dot4(x2, y2);
-            s3 += Dot4(x3, y3);
+            s0 += Bf16.Unpack4(x0).Dot(Bf16.Unpack4(y0));
+            s1 += Bf16.Unpack4(x1).Dot(Bf16.Unpack4(y1));
+            s2 += Bf16.Unpack4(x2).Dot(Bf16.Unpack4(y2));
+            s3 += Bf16.Unpack4(x3).Dot(Bf16.Unpack4(y3));
             // The warp's rows are consecutive in the accumulator [tokens, Heads, D].
             for (int r = 0; r < valid; r++)
             {
@@ -263,11 +263,6 @@ public static partial class FlashKernels
 
     /// <summary>The first element of (<paramref name="token"/>, <paramref name="h"/>) in an operand at <paramref name="offset"/> with token stride <paramref name="stride"/>.</summary>
     private static long RowAt(in DeltaArgs a, int token, int h, long offset, long stride) => offset + token * stride + (long)h * a.HeadDim;
-
-    /// <summary>The dot product of four bf16 pairs packed in two 64-bit words.</summary>
-    private static float Dot4(ulong x, ulong y) =>
-        Bf16.ToFloat((ushort)x) * Bf16.ToFloat((ushort)y) + Bf16.ToFloat((ushort)(x >> 16)) * Bf16.ToFloat((ushort)(y >> 16))
-        + Bf16.ToFloat((ushort)(x >> 32)) * Bf16.ToFloat((ushort)(y >> 32)) + Bf16.ToFloat((ushort)(x >> 48)) * Bf16.ToFloat((ushort)(y >> 48));
 
     /// <summary>
     /// One value the backward kernel stages in shared memory for query <paramref name="q"/> of head <paramref name="h"/>:

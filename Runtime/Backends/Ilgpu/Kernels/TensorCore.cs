@@ -24,6 +24,9 @@ public struct F4
     public float Z;
     /// <summary>Row g + 8, column 2t + 1.</summary>
     public float W;
+
+    /// <summary>Σ this·<paramref name="other"/>, component by component in order.</summary>
+    public readonly float Dot(F4 other) => X * other.X + Y * other.Y + Z * other.Z + W * other.W;
 }
 
 /// <summary>Four 32-bit registers (eight bf16): an <c>mma</c> A fragment or the result of <c>ldmatrix.x4</c>.</summary>
