@@ -139,17 +139,9 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
     [MemberData(nameof(Cases))]
     public void Forward_and_backward_match_an_fp64_reference(int headDim, MaskKind kind, int window, int seq, int heads, int kvHeads, bool anchorApart)
     {
-        var random = new Random(headDim + seq);
         var layout = kind == MaskKind.Causal ? DocumentLayout.Single(seq) : DocumentLayout.Anchored(seq, 1, seq / 3, seq / 3 + 17);
         var mask = new AttentionMask(kind, window > 0 ? window : null);
-        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => Bf16.ToFloat(Bf16.FromFloat((float)(random.NextDouble() * 2 - 1)))).ToArray();
-        var q = Rand(seq * heads * headDim);
-        var k = Rand(seq * kvHeads * headDim);
-        var v = Rand(seq * kvHeads * headDim);
-        var dO = Rand(seq * heads * headDim);
-        var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
-
-        RunAndCompare(new FlashAttention(cpu.Device) { AnchorApart = anchorApart }, reference, q, k, v, dO, headDim, [layout], mask, seq, heads, kvHeads);
+        RunRandom(new FlashAttention(cpu.Device) { AnchorApart = anchorApart }, new Random(headDim + seq), headDim, [layout], mask, seq, heads, kvHeads);
     }
 
     [Theory]
@@ -162,18 +154,10 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         // a partial last tile and a partial last key block; GQA 2/1 walks two query heads per key block; the anchor's
         // documents make full, partial and empty tiles.
         const int headDim = 128;
-        var random = new Random(seq);
         var layout = kind == MaskKind.Causal ? DocumentLayout.Single(seq) : DocumentLayout.Anchored(seq, 1, 60, 61, 150);
-        var mask = new AttentionMask(kind);
-        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => Bf16.ToFloat(Bf16.FromFloat((float)(random.NextDouble() * 2 - 1)))).ToArray();
-        var q = Rand(seq * heads * headDim);
-        var k = Rand(seq * kvHeads * headDim);
-        var v = Rand(seq * kvHeads * headDim);
-        var dO = Rand(seq * heads * headDim);
-        var reference = Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j));
         var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma, AnchorApart = anchorApart };
         Assert.True(flash.UsesWgmma(headDim));
-        RunAndCompare(flash, reference, q, k, v, dO, headDim, [layout], mask, seq, heads, kvHeads);
+        RunRandom(flash, new Random(seq), headDim, [layout], new AttentionMask(kind), seq, heads, kvHeads);
     }
 
     [Fact]
@@ -184,16 +168,8 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         // anchor pairs of queries 40 and later. (The warpgroup-MMA kernels: their CPU emulation is the fast one.)
         const int headDim = 128, seq = 80, heads = 2, kvHeads = 1;
         var layouts = new[] { DocumentLayout.FromStarts(seq, 0, [0, 30]), DocumentLayout.Anchored(seq, 1, 25, 50) };
-        var mask = new AttentionMask(MaskKind.Anchor, 40);
-        var random = new Random(5);
-        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => Bf16.ToFloat(Bf16.FromFloat((float)(random.NextDouble() * 2 - 1)))).ToArray();
-        float[][] q = [Rand(seq * heads * headDim), Rand(seq * heads * headDim)], dO = [Rand(seq * heads * headDim), Rand(seq * heads * headDim)];
-        float[][] k = [Rand(seq * kvHeads * headDim), Rand(seq * kvHeads * headDim)], v = [Rand(seq * kvHeads * headDim), Rand(seq * kvHeads * headDim)];
-        var each = Enumerable.Range(0, 2).Select(r => Reference(q[r], k[r], v[r], dO[r], seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layouts[r], i, j))).ToArray();
-        double[] Both(Func<Grads, double[]> part) => [.. part(each[0]), .. part(each[1])];
-        var reference = new Grads(Both(g => g.O), Both(g => g.Lse), Both(g => g.DQ), Both(g => g.DK), Both(g => g.DV));
-        RunAndCompare(new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma }, reference, [.. q[0], .. q[1]], [.. k[0], .. k[1]], [.. v[0], .. v[1]], [.. dO[0], .. dO[1]],
-            headDim, layouts, mask, seq, heads, kvHeads);
+        RunRandom(new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma }, new Random(5), headDim, layouts,
+            new AttentionMask(MaskKind.Anchor, 40), seq, heads, kvHeads);
     }
 
     [Fact]
@@ -209,6 +185,24 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         Assert.Equal(HopperFlashKernels.ForwardQueries, FlashKernels.ForwardQueries(128));
         Assert.Equal(HopperFlashKernels.BackwardKeys, FlashKernels.BackwardKeys);
         Assert.Equal(HopperFlashKernels.BackwardThreads, FlashKernels.BackwardThreads);
+    }
+
+    /// <summary>
+    /// <see cref="RunAndCompare"/> on random bf16 Q, K, V and dO (drawn row by row, in that order) against the fp64
+    /// reference of each row's layout.
+    /// </summary>
+    private void RunRandom(FlashAttention flash, Random random, int headDim, DocumentLayout[] layouts, AttentionMask mask, int seq, int heads, int kvHeads)
+    {
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => Bf16.ToFloat(Bf16.FromFloat((float)(random.NextDouble() * 2 - 1)))).ToArray();
+        var rows = layouts.Select(layout =>
+        {
+            var (q, k, v, dO) = (Rand(seq * heads * headDim), Rand(seq * kvHeads * headDim), Rand(seq * kvHeads * headDim), Rand(seq * heads * headDim));
+            return (q, k, v, dO, Reference: Reference(q, k, v, dO, seq, heads, kvHeads, headDim, (i, j) => mask.Allows(layout, i, j)));
+        }).ToArray();
+        double[] All(Func<Grads, double[]> part) => rows.SelectMany(r => part(r.Reference)).ToArray();
+        var reference = new Grads(All(g => g.O), All(g => g.Lse), All(g => g.DQ), All(g => g.DK), All(g => g.DV));
+        RunAndCompare(flash, reference, [.. rows.SelectMany(r => r.q)], [.. rows.SelectMany(r => r.k)], [.. rows.SelectMany(r => r.v)],
+            [.. rows.SelectMany(r => r.dO)], headDim, layouts, mask, seq, heads, kvHeads);
     }
 
     /// <summary>
