@@ -98,14 +98,17 @@ public sealed class FlashAttention(GpuDevice device)
         int queries = FlashKernels.ForwardQueries(headDim);
         batch.TileListsVersion = batch.TileMapVersion;
         batch.TileListsForwardQueries = queries;
-        int warp = device.Accelerator.WarpSize;
-        _rowLists(device.Stream, batch.Rows * QueryBlocks(batch, headDim) * warp, new TileListArgs
-        {
-            Tiles = batch.Tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
-            KeyTilesPerBlock = 1, QueryTilesPerBlock = queries / FlashKernels.Tile,
-        });
+        RowLists(batch, batch.Tiles, rows, queries);
         ColumnLists(batch, batch.Tiles, columns);
     }
+
+    /// <summary>Per forward query block of <paramref name="queries"/> queries, the non-empty key tiles of <paramref name="tiles"/>.</summary>
+    private void RowLists(GpuBatch batch, ArrayView<byte> tiles, GpuBatch.TileLists rows, int queries) =>
+        _rowLists(device.Stream, batch.Rows * ((batch.Seq + queries - 1) / queries) * device.Accelerator.WarpSize, new TileListArgs
+        {
+            Tiles = tiles, Lists = rows.Lists, Counts = rows.Counts, QueryTiles = batch.QueryTiles, KeyTiles = batch.KeyTiles,
+            KeyTilesPerBlock = 1, QueryTilesPerBlock = queries / FlashKernels.Tile,
+        });
 
     /// <summary>Per backward key block, the non-empty query tiles of <paramref name="tiles"/>.</summary>
     private void ColumnLists(GpuBatch batch, ArrayView<byte> tiles, GpuBatch.TileLists columns) =>
@@ -123,8 +126,21 @@ public sealed class FlashAttention(GpuDevice device)
         ArrayView<float> lse = default) where TMask : struct, IAttentionMask
     {
         Check(headDim, batch, q, k, v, o);
-        var (rows, _) = CurrentLists(batch, headDim);
         bool wgmma = UsesWgmma(headDim);
+        // The anchor key apart (warpgroup-MMA kernel): the softmax starts from key 0, the tiles are the intra-document mask's.
+        var kernelMask = mask;
+        var (documents, window) = (default(MaskTerms), 0);
+        bool apart = wgmma && Apart(mask, batch, out documents, out window);
+        GpuBatch.TileLists rows;
+        if (apart)
+        {
+            kernelMask = Unsafe.As<MaskTerms, TMask>(ref documents);
+            rows = AnchorFreeLists(batch, documents, window).Rows;
+        }
+        else
+        {
+            rows = CurrentLists(batch, headDim).Rows;
+        }
         int bytes = wgmma ? HopperFlashKernels.ForwardSharedBytes : FlashKernels.ForwardSharedBytes(headDim);
         var launch = wgmma
             ? device.HopperKernel<FlashForwardArgs<TMask>>(HopperFlashKernels.ForwardD128<TMask>, bytes)
@@ -137,15 +153,16 @@ public sealed class FlashAttention(GpuDevice device)
             QOffset = q.Layout.Offset, KOffset = k.Layout.Offset, VOffset = v.Layout.Offset, OOffset = o.Layout.Offset,
             QStride = q.Layout.TokenStride, KStride = k.Layout.TokenStride, VStride = v.Layout.TokenStride, OStride = o.Layout.TokenStride,
             Seq = batch.Seq, Heads = q.Layout.Heads, KvHeads = k.Layout.Heads, QueryBlocks = QueryBlocks(batch, headDim), KeyTiles = batch.KeyTiles,
-            ScaleLog2 = Scale(headDim) * 1.4426950408889634f, Lists = rows.Lists, Counts = rows.Counts, Layouts = batch.Layouts, Mask = mask,
+            ScaleLog2 = Scale(headDim) * 1.4426950408889634f, Lists = rows.Lists, Counts = rows.Counts, Layouts = batch.Layouts, Mask = kernelMask,
+            AnchorWindow = apart ? window : 0, AnchorLengths = batch.Layouts.AnchorLengths,
         });
     }
 
     /// <summary>
-    /// Whether the backward of the anchor mask (<see cref="MaskTerms.Document"/> with an anchor, on windows whose anchor
-    /// is one token) computes the anchor key apart (<see cref="AnchorKernels"/>) and runs the tiled kernel on the
-    /// intra-document mask, so that the anchor's block no longer reaches every query tile. On unless a benchmark or test
-    /// turns it off.
+    /// Whether the kernels of the anchor mask (<see cref="MaskTerms.Document"/> with an anchor, on windows whose anchor is
+    /// one token) compute the anchor key apart and run the tiled kernels on the intra-document mask, so that the anchor's
+    /// tiles no longer reach every query tile: the backward through <see cref="AnchorKernels"/>, the warpgroup-MMA forward
+    /// by starting each query's softmax from key 0. On unless a benchmark or test turns it off.
     /// </summary>
     public bool AnchorApart { get; set; } = true;
 
@@ -183,7 +200,7 @@ public sealed class FlashAttention(GpuDevice device)
         if (apart)
         {
             kernelMask = Unsafe.As<MaskTerms, TMask>(ref documents);
-            columns = AnchorFreeColumns(batch, documents, window);
+            columns = AnchorFreeLists(batch, documents, window).Columns;
         }
         else
         {
@@ -208,7 +225,7 @@ public sealed class FlashAttention(GpuDevice device)
         {
             // Δ, the dQ accumulator started with the anchor pairs' dS·K₀, and the anchor key's gradient sums.
             sums.MemSetToZero(device.Stream);
-            _anchorPrepare(device.Stream, new KernelConfig(new Index3D((batch.Seq + AnchorKernels.Queries - 1) / AnchorKernels.Queries, heads, batch.Rows),
+            _anchorPrepare(device.Stream, new KernelConfig(new Index3D(heads, (batch.Seq + AnchorKernels.Queries - 1) / AnchorKernels.Queries, batch.Rows),
                 new Index3D(AnchorKernels.Threads, 1, 1)), anchorArgs);
         }
         else
@@ -258,19 +275,21 @@ public sealed class FlashAttention(GpuDevice device)
     }
 
     /// <summary>
-    /// The column lists of the intra-document part of an anchor mask (the batch's second map), rebuilt when the batch's
-    /// tile map or the window changed since they were built.
+    /// The row and column lists of the intra-document part of an anchor mask (the batch's second map), rebuilt when the
+    /// batch's tile map or the window changed since they were built. The row lists are the warpgroup-MMA forward's
+    /// (<see cref="HopperFlashKernels.ForwardQueries"/> queries per block), the only forward that computes the anchor apart.
     /// </summary>
-    private GpuBatch.TileLists AnchorFreeColumns(GpuBatch batch, MaskTerms documents, int window)
+    private (GpuBatch.TileLists Rows, GpuBatch.TileLists Columns) AnchorFreeLists(GpuBatch batch, MaskTerms documents, int window)
     {
-        var (tiles, columns) = batch.EnsureAnchorFree();
+        var (tiles, rows, columns) = batch.EnsureAnchorFree();
         if (batch.AnchorFreeVersion != batch.TileMapVersion || batch.AnchorFreeWindow != window)
         {
             batch.BuildTileMap(documents, tiles);
+            RowLists(batch, tiles, rows, HopperFlashKernels.ForwardQueries);
             ColumnLists(batch, tiles, columns);
             (batch.AnchorFreeVersion, batch.AnchorFreeWindow) = (batch.TileMapVersion, window);
         }
-        return columns;
+        return (rows, columns);
     }
 
     /// <summary><see cref="Forward{TMask}"/> with a mask chosen at run time.</summary>

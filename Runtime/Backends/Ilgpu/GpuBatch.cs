@@ -148,23 +148,24 @@ public sealed class GpuBatch : IDisposable
         });
     }
 
-    private (MemoryBuffer1D<byte, Stride1D.Dense> Tiles, TileLists Columns)? _anchorFree;
+    private (MemoryBuffer1D<byte, Stride1D.Dense> Tiles, TileLists Rows, TileLists Columns)? _anchorFree;
 
-    /// <summary>The <see cref="TileMapVersion"/> the anchor-free column lists were last built for (-1: never).</summary>
+    /// <summary>The <see cref="TileMapVersion"/> the anchor-free lists were last built for (-1: never).</summary>
     internal int AnchorFreeVersion { get; set; } = -1;
 
     /// <summary>The sliding window of the mask the anchor-free lists were last built for.</summary>
     internal int AnchorFreeWindow { get; set; }
 
     /// <summary>
-    /// A second tile map and its column lists, for the backward of an anchor mask whose anchor key is computed apart
+    /// A second tile map and its row and column lists, for an anchor mask whose anchor key the kernels compute apart
     /// (the intra-document mask's map; allocated on first use).
     /// </summary>
-    internal (ArrayView<byte> Tiles, TileLists Columns) EnsureAnchorFree()
+    internal (ArrayView<byte> Tiles, TileLists Rows, TileLists Columns) EnsureAnchorFree()
     {
         _anchorFree ??= (_device.Allocate<byte>((long)Rows * QueryTiles * KeyTiles, "anchor-free tile map"),
+            new TileLists(_device.Allocate<int>((long)Rows * QueryTiles * KeyTiles, "anchor-free tile lists"), _device.Allocate<int>((long)Rows * QueryTiles, "anchor-free tile list counts")),
             new TileLists(_device.Allocate<int>((long)Rows * QueryTiles * KeyTiles, "anchor-free tile lists"), _device.Allocate<int>((long)Rows * KeyTiles, "anchor-free tile list counts")));
-        return (_anchorFree.Value.Tiles.View, _anchorFree.Value.Columns);
+        return (_anchorFree.Value.Tiles.View, _anchorFree.Value.Rows, _anchorFree.Value.Columns);
     }
 
     private (TileLists Rows, TileLists Columns)? _tileLists;
@@ -214,7 +215,7 @@ public sealed class GpuBatch : IDisposable
         foreach (var b in new MemoryBuffer[] { _ids, _positions, _labels, _starts, _ends, _rowOffsets, _anchors, _tokenDocs, _tiles }) b.Dispose();
         if (_tileLists is var (rows, columns))
             foreach (var b in new MemoryBuffer[] { rows.ListBuffer, rows.CountBuffer, columns.ListBuffer, columns.CountBuffer }) b.Dispose();
-        if (_anchorFree is var (tiles, free))
-            foreach (var b in new MemoryBuffer[] { tiles, free.ListBuffer, free.CountBuffer }) b.Dispose();
+        if (_anchorFree is var (tiles, freeRows, freeColumns))
+            foreach (var b in new MemoryBuffer[] { tiles, freeRows.ListBuffer, freeRows.CountBuffer, freeColumns.ListBuffer, freeColumns.CountBuffer }) b.Dispose();
     }
 }

@@ -49,7 +49,7 @@ public static class AnchorKernels
     private const float Log2E = 1.4426950408889634f;
 
     /// <summary>
-    /// Group (256 queries, head, row): per query, Δ = dO·O, and for a query after the anchor (within the window)
+    /// Group (head, 256 queries, row), heads fastest so that the groups running at once read whole token rows: per query, Δ = dO·O, and for a query after the anchor (within the window)
     /// P = exp(q·k₀·scale − lse), dS = P·(dO·v₀ − Δ); the dQ accumulator row is set to dS·k₀ (0 without an anchor pair),
     /// and the group's sums of dS·q and P·dO are added to <see cref="AnchorArgs.Sums"/>. Lane l holds elements 4l..4l+3
     /// (head dims up to 128).
@@ -57,7 +57,7 @@ public static class AnchorKernels
     public static void Prepare(AnchorArgs a)
     {
         var partial = SharedMemory.Allocate<float>(8 * 256);
-        int lane = Group.IdxX & 31, warp = Group.IdxX >> 5, h = Grid.IdxY, row = Grid.IdxZ;
+        int lane = Group.IdxX & 31, warp = Group.IdxX >> 5, h = Grid.IdxX, row = Grid.IdxZ;
         int kvh = h / (a.Heads / a.KvHeads), anchor = a.AnchorLengths[row];
         long rowTok = (long)row * a.Seq;
         int d = 4 * lane;
@@ -67,7 +67,7 @@ public static class AnchorKernels
         var v0 = on ? Load4(a.V, a.VOffset + rowTok * a.VStride + (long)kvh * a.HeadDim + dd) : default;
         var sumK = default(F4);
         var sumV = default(F4);
-        int first = Grid.IdxX * Queries + 32 * warp;
+        int first = Grid.IdxY * Queries + 32 * warp;
         for (int t = 0; t < 32; t += 4)
         {
             // Four queries' rows load before any of them is used (ILGPU does not unroll loops).

@@ -33,6 +33,13 @@ public struct FlashForwardArgs<TMask> where TMask : struct, IAttentionMask
     public DeviceLayouts Layouts;
     /// <summary>The mask (evaluated only in partial tiles).</summary>
     public TMask Mask;
+    /// <summary>
+    /// The anchor key apart (warpgroup-MMA kernel): when positive, <see cref="Mask"/> and the lists are the intra-document
+    /// part of an anchor mask, and each query q with anchor length ≤ q &lt; AnchorWindow starts its softmax from key 0.
+    /// </summary>
+    public int AnchorWindow;
+    /// <summary>Anchor length per row (0 or 1), read when <see cref="AnchorWindow"/> is positive.</summary>
+    public ArrayView<int> AnchorLengths;
 }
 
 /// <summary>Arguments of the generated flash backward kernels.</summary>

@@ -41,7 +41,7 @@ public static class HopperFlashKernels
     /// <summary>Dynamic shared memory of the forward kernel, bytes: Q, two K and two V tiles of 128 × 128 bf16.</summary>
     public const int ForwardSharedBytes = 5 * TileElements * 2;
 
-    /// <summary>Flash attention forward, head dim 128, on warpgroup MMA: group (128 queries, head, row), 256 threads.</summary>
+    /// <summary>Flash attention forward, head dim 128, on warpgroup MMA: group (head, 128 queries, row), 256 threads.</summary>
     public static void ForwardD128<TMask>(FlashForwardArgs<TMask> a) where TMask : struct, IAttentionMask
     {
         var smem = SharedMemory.GetDynamic<ushort>();
@@ -77,6 +77,18 @@ public static class HopperFlashKernels
         var o = default(Acc128);
         float m0 = float.NegativeInfinity, m1 = float.NegativeInfinity, l0 = 0f, l1 = 0f;
         float sl = a.ScaleLog2;
+        if (a.AnchorWindow > 0)
+        {
+            // The anchor key apart: the softmax starts from key 0 alone (P = 1, O = v₀), the lists hold the documents' tiles.
+            int anchor = a.AnchorLengths[row];
+            bool pa = anchor > 0 && qa >= anchor && qa < a.AnchorWindow && qa < seq, pb = anchor > 0 && qb >= anchor && qb < a.AnchorWindow && qb < seq;
+            float sa = AnchorScore(a, rowTok, qHead, kvHead, ca, tq), sb = AnchorScore(a, rowTok, qHead, kvHead, cb, tq);
+            m0 = pa ? sa * sl : float.NegativeInfinity;
+            m1 = pb ? sb * sl : float.NegativeInfinity;
+            l0 = pa && tq == 0 ? 1f : 0f;
+            l1 = pb && tq == 0 ? 1f : 0f;
+            o = AnchorValues(a, rowTok, kvHead, tq, pa, pb);
+        }
         int steps = (count + 1) >> 1;
         for (int n = 0; n < steps; n++)
         {
@@ -121,6 +133,45 @@ public static class HopperFlashKernels
             StoreRow(o32, (a.OOffset + (rowTok + qb) * a.OStride + qHead + 2 * tq) >> 1, SecondRow(o), i1);
             if (tq == 0 && a.Lse.Length > 0) a.Lse[((long)row * a.Heads + h) * seq + qb] = l1 > 0f ? (m1 + TC.Log2(l1)) * 0.6931471805599453f : float.NegativeInfinity;
         }
+    }
+
+    /// <summary>
+    /// q·k₀ for query <paramref name="q"/> and its row's key 0, summed over the quad (this thread: elements 32tq..32tq+31),
+    /// as the MMA computes it: bf16 products accumulated in fp32.
+    /// </summary>
+    private static float AnchorScore<TMask>(in FlashForwardArgs<TMask> a, long rowTok, long qHead, long kvHead, int q, int tq) where TMask : struct, IAttentionMask
+    {
+        var q64 = a.Q.Cast<ulong>();
+        var k64 = a.K.Cast<ulong>();
+        long qa = (a.QOffset + (rowTok + q) * a.QStride + qHead + 32 * tq) >> 2;
+        long ka = (a.KOffset + rowTok * a.KStride + kvHead + 32 * tq) >> 2;
+        float s = Bf16.Unpack4(q64[qa]).Dot(Bf16.Unpack4(k64[ka])) + Bf16.Unpack4(q64[qa + 1]).Dot(Bf16.Unpack4(k64[ka + 1]))
+            + Bf16.Unpack4(q64[qa + 2]).Dot(Bf16.Unpack4(k64[ka + 2])) + Bf16.Unpack4(q64[qa + 3]).Dot(Bf16.Unpack4(k64[ka + 3]))
+            + Bf16.Unpack4(q64[qa + 4]).Dot(Bf16.Unpack4(k64[ka + 4])) + Bf16.Unpack4(q64[qa + 5]).Dot(Bf16.Unpack4(k64[ka + 5]))
+            + Bf16.Unpack4(q64[qa + 6]).Dot(Bf16.Unpack4(k64[ka + 6])) + Bf16.Unpack4(q64[qa + 7]).Dot(Bf16.Unpack4(k64[ka + 7]));
+        s += Warp.ShuffleXor(s, 1);
+        return s + Warp.ShuffleXor(s, 2);
+    }
+
+    /// <summary>The accumulator of a softmax started from key 0 alone: its value row v₀ in this thread's columns of row a (if <paramref name="pa"/>) and row b (if <paramref name="pb"/>).</summary>
+    private static Acc128 AnchorValues<TMask>(in FlashForwardArgs<TMask> a, long rowTok, long kvHead, int tq, bool pa, bool pb) where TMask : struct, IAttentionMask
+    {
+        var v32 = a.V.Cast<uint>();
+        long at = (a.VOffset + rowTok * a.VStride + kvHead + 2 * tq) >> 1;
+        return new Acc128
+        {
+            C0 = AnchorChunk(v32[at], pa, pb), C1 = AnchorChunk(v32[at + 4], pa, pb), C2 = AnchorChunk(v32[at + 8], pa, pb), C3 = AnchorChunk(v32[at + 12], pa, pb),
+            C4 = AnchorChunk(v32[at + 16], pa, pb), C5 = AnchorChunk(v32[at + 20], pa, pb), C6 = AnchorChunk(v32[at + 24], pa, pb), C7 = AnchorChunk(v32[at + 28], pa, pb),
+            C8 = AnchorChunk(v32[at + 32], pa, pb), C9 = AnchorChunk(v32[at + 36], pa, pb), C10 = AnchorChunk(v32[at + 40], pa, pb), C11 = AnchorChunk(v32[at + 44], pa, pb),
+            C12 = AnchorChunk(v32[at + 48], pa, pb), C13 = AnchorChunk(v32[at + 52], pa, pb), C14 = AnchorChunk(v32[at + 56], pa, pb), C15 = AnchorChunk(v32[at + 60], pa, pb),
+        };
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static F4 AnchorChunk(uint pair, bool pa, bool pb)
+    {
+        float x = Bf16.ToFloat((ushort)pair), y = Bf16.ToFloat((ushort)(pair >> 16));
+        return new F4 { X = pa ? x : 0f, Y = pa ? y : 0f, Z = pb ? x : 0f, W = pb ? y : 0f };
     }
 
     // ---- Backward ------------------------------------------------------------------------------------------------
@@ -282,7 +333,6 @@ public static class HopperFlashKernels
             WG.FenceProxyAsync();
             Group.Barrier();
             AddDq(a, ref sm, BwdDS + ((steps - 1) & 1) * DsTile, wg, warp, lane, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
-            WG.BulkWait();
         }
         var dk32 = a.DK.Cast<uint>();
         var dv32 = a.DV.Cast<uint>();
@@ -299,6 +349,8 @@ public static class HopperFlashKernels
             StoreRow(dk32, at, SecondRow(dk), a.Scale);
             StoreRow(dv32, at, SecondRow(dv), 1f);
         }
+        // The group's shared memory must outlive the bulk reductions' reads of it; their writes complete with the grid.
+        WG.BulkWaitRead();
     }
 
     /// <summary>

@@ -244,10 +244,6 @@ public static class WarpgroupMma
     [IntrinsicImplementation]
     public static void BulkWaitRead() { }
 
-    /// <summary><c>cp.async.bulk.wait_group 0</c>: this thread's bulk operations are complete.</summary>
-    [IntrinsicImplementation]
-    public static void BulkWait() { }
-
     /// <summary><c>fence.proxy.async.shared::cta</c>: makes this thread's shared-memory writes visible to warpgroup MMAs (then barrier).</summary>
     [IntrinsicImplementation]
     public static void FenceProxyAsync() { }
@@ -282,7 +278,6 @@ public static class WarpgroupMma
         Add(nameof(StoreShared64), nameof(EmitStoreShared64));
         Add(nameof(BulkReduceAdd), nameof(EmitBulkReduceAdd));
         Add(nameof(BulkWaitRead), nameof(EmitBulkWaitRead));
-        Add(nameof(BulkWait), nameof(EmitBulkWait));
     }
 
     // ---- PTX code generation ------------------------------------------------------------------------------------
@@ -474,12 +469,6 @@ public static class WarpgroupMma
     private static void EmitBulkWaitRead(PTXBackend backend, PTXCodeGenerator cg, Value value)
     {
         using var command = cg.BeginCommand("cp.async.bulk.wait_group.read");
-        command.AppendConstant(0L);
-    }
-
-    private static void EmitBulkWait(PTXBackend backend, PTXCodeGenerator cg, Value value)
-    {
-        using var command = cg.BeginCommand("cp.async.bulk.wait_group");
         command.AppendConstant(0L);
     }
 
