@@ -17,7 +17,8 @@ namespace ModelGen.Backends.Ilgpu.Kernels;
 /// registers and V N-major in shared memory (8 wgmma). K and V of the next step load (cp.async) into the second buffer
 /// while this one is computed: one barrier per step. An odd list leaves the last step's second tile zero-filled and
 /// masked. Partial tiles test keys against each query's spans (<see cref="IAttentionMask.Spans"/>) or the predicate.
-/// Backward: <see cref="BackwardD128{TMask}"/>, 64 keys per warpgroup.
+/// With the anchor key apart (<see cref="FlashForwardArgs{TMask}.AnchorWindow"/>) each query's softmax starts from key 0
+/// and the lists are the intra-document part's. Backward: <see cref="BackwardD128{TMask}"/>, 64 keys per warpgroup.
 /// </remarks>
 public static class HopperFlashKernels
 {
