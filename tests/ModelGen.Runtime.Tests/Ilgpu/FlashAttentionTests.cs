@@ -154,7 +154,7 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
         // Head dim 128 on the warpgroup-MMA kernels: 200 tokens give forward lists of odd length (a step with one tile),
         // a partial last tile and a partial last key block; GQA 2/1 walks two query heads per key block; the anchor's
         // documents make full, partial and empty tiles. 400 causal tokens give the last query block four steps, so the
-        // forward's three V buffers all turn and its second warpgroup's late P·V crosses every buffer.
+        // forward's K/V buffers each serve two steps (a wrong buffer turn fails this case; the others have at most two).
         const int headDim = 128;
         var layout = kind == MaskKind.Causal ? DocumentLayout.Single(seq) : DocumentLayout.Anchored(seq, 1, 60, 61, 150);
         var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma, AnchorApart = anchorApart };

@@ -49,10 +49,10 @@ public static class AnchorKernels
     private const float Log2E = 1.4426950408889634f;
 
     /// <summary>
-    /// Group (head, 256 queries, row), heads fastest so that the groups running at once read whole token rows: per query, Δ = dO·O, and for a query after the anchor (within the window)
-    /// P = exp(q·k₀·scale − lse), dS = P·(dO·v₀ − Δ); the dQ accumulator row is set to dS·k₀ (0 without an anchor pair),
-    /// and the group's sums of dS·q and P·dO are added to <see cref="AnchorArgs.Sums"/>. Lane l holds elements 4l..4l+3
-    /// (head dims up to 128).
+    /// Group (head, 256 queries, row), heads fastest so that the groups running at once read whole token rows: per query,
+    /// Δ = dO·O, and for a query after the anchor (within the window) P = exp(q·k₀·scale − lse), dS = P·(dO·v₀ − Δ); the
+    /// dQ accumulator row is set to dS·k₀ (0 without an anchor pair), and the group's sums of dS·q and P·dO are added to
+    /// <see cref="AnchorArgs.Sums"/>. Lane l holds elements 4l..4l+3 (head dims up to 128).
     /// </summary>
     public static void Prepare(AnchorArgs a)
     {
