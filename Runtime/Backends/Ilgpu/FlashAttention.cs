@@ -127,20 +127,8 @@ public sealed class FlashAttention(GpuDevice device)
     {
         Check(headDim, batch, q, k, v, o);
         bool wgmma = UsesWgmma(headDim);
-        // The anchor key apart (warpgroup-MMA kernel): the softmax starts from key 0, the tiles are the intra-document mask's.
-        var kernelMask = mask;
-        var (documents, window) = (default(MaskTerms), 0);
-        bool apart = wgmma && Apart(mask, batch, out documents, out window);
-        GpuBatch.TileLists rows;
-        if (apart)
-        {
-            kernelMask = Unsafe.As<MaskTerms, TMask>(ref documents);
-            rows = AnchorFreeLists(batch, documents, window).Rows;
-        }
-        else
-        {
-            rows = CurrentLists(batch, headDim).Rows;
-        }
+        // The anchor key apart (warpgroup-MMA kernel only): the softmax starts from key 0, the tiles are the intra-document mask's.
+        var (kernelMask, rows, _, _, window) = KernelPlan(mask, batch, headDim, anchorApart: wgmma);
         int bytes = wgmma ? HopperFlashKernels.ForwardSharedBytes : FlashKernels.ForwardSharedBytes(headDim);
         var launch = wgmma
             ? device.HopperKernel<FlashForwardArgs<TMask>>(HopperFlashKernels.ForwardD128<TMask>, bytes)
@@ -154,7 +142,7 @@ public sealed class FlashAttention(GpuDevice device)
             QStride = q.Layout.TokenStride, KStride = k.Layout.TokenStride, VStride = v.Layout.TokenStride, OStride = o.Layout.TokenStride,
             Seq = batch.Seq, Heads = q.Layout.Heads, KvHeads = k.Layout.Heads, QueryBlocks = QueryBlocks(batch, headDim), KeyTiles = batch.KeyTiles,
             ScaleLog2 = Scale(headDim) * 1.4426950408889634f, Lists = rows.Lists, Counts = rows.Counts, Layouts = batch.Layouts, Mask = kernelMask,
-            AnchorWindow = apart ? window : 0, AnchorLengths = batch.Layouts.AnchorLengths,
+            AnchorWindow = window, AnchorLengths = batch.Layouts.AnchorLengths,
         });
     }
 
@@ -194,18 +182,7 @@ public sealed class FlashAttention(GpuDevice device)
         var sums = scratch.SubView(deltaLength + dqLength + 4 * tokens, sumsLength);
 
         // The anchor key apart: the tiled kernel runs the intra-document part of the mask on that part's own lists.
-        var kernelMask = mask;
-        bool apart = Apart(mask, batch, out var documents, out int window);
-        GpuBatch.TileLists columns;
-        if (apart)
-        {
-            kernelMask = Unsafe.As<MaskTerms, TMask>(ref documents);
-            columns = AnchorFreeLists(batch, documents, window).Columns;
-        }
-        else
-        {
-            columns = CurrentLists(batch, headDim).Columns;
-        }
+        var (kernelMask, _, columns, apart, window) = KernelPlan(mask, batch, headDim, anchorApart: true);
         var anchorArgs = new AnchorArgs
         {
             Q = q.View, K = k.View, V = v.View, O = o.View, DO = dO.View,
@@ -213,7 +190,7 @@ public sealed class FlashAttention(GpuDevice device)
             VOffset = v.Layout.Offset, VStride = v.Layout.TokenStride, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride,
             DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride, Lse = lse, Delta = delta, DQ = dqAccumulator, Sums = sums,
             DK = dk, DV = dv, AnchorLengths = batch.Layouts.AnchorLengths, Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
-            Window = apart ? window : 0, Scale = Scale(headDim), ScaleLog2 = Scale(headDim) * 1.4426950408889634f,
+            Window = window, Scale = Scale(headDim), ScaleLog2 = Scale(headDim) * 1.4426950408889634f,
         };
         if (wgmma)
         {
@@ -272,6 +249,23 @@ public sealed class FlashAttention(GpuDevice device)
     private readonly struct ApartAction(FlashAttention flash, GpuBatch batch) : IMaskAction<bool>
     {
         public bool Run<TMask>(TMask mask) where TMask : struct, IAttentionMask => flash.Apart(mask, batch, out _, out _);
+    }
+
+    /// <summary>
+    /// The mask and tile lists the tiled kernels run: where <paramref name="anchorApart"/> (the kernel can) and
+    /// <see cref="Apart{TMask}"/> hold, the anchor mask's intra-document part, its own lists and the mask's window;
+    /// otherwise <paramref name="mask"/> itself, the batch's lists and window 0 (no anchor pass).
+    /// </summary>
+    private (TMask Mask, GpuBatch.TileLists Rows, GpuBatch.TileLists Columns, bool Apart, int Window) KernelPlan<TMask>(TMask mask, GpuBatch batch,
+        int headDim, bool anchorApart) where TMask : struct, IAttentionMask
+    {
+        if (anchorApart && Apart(mask, batch, out var documents, out int window))
+        {
+            var (rows, columns) = AnchorFreeLists(batch, documents, window);
+            return (Unsafe.As<MaskTerms, TMask>(ref documents), rows, columns, true, window);
+        }
+        var (batchRows, batchColumns) = CurrentLists(batch, headDim);
+        return (mask, batchRows, batchColumns, false, 0);
     }
 
     /// <summary>
