@@ -33,7 +33,7 @@ by_exec, by_samples = collections.Counter(), collections.Counter()
 for _, op, e, s, _ in data:
     by_exec[op] += e
     by_samples[op] += s
-unit = f"per step and warp" if groups else "% of executed"
+unit = "per step and warp" if groups else "% of executed"
 print(f"{'opcode':30s} {unit:>18s} {'% of samples':>13s}")
 for op, e in by_exec.most_common(40):
     value = e / groups if groups else 100 * e / executed
