@@ -30,8 +30,9 @@ public static partial class Hopper
     private static partial Regex DynamicShared();
 
     /// <summary>
-    /// <paramref name="ptx"/> with <c>.target sm_90a</c>, PTX ISA 8.1 or later and 1024-byte aligned dynamic shared memory;
-    /// a clear error when the PTX has no target line or a PTX ISA version below 8.0 (the first with <c>wgmma</c>).
+    /// <paramref name="ptx"/> with <c>.target sm_90a</c> and 1024-byte aligned dynamic shared memory, its PTX ISA version
+    /// kept; a clear error when the PTX has no target line or a version below 8.0 (the first with <c>wgmma</c> and the
+    /// bulk copies the kernels use).
     /// </summary>
     public static string Retarget(string ptx)
     {
@@ -43,8 +44,6 @@ public static partial class Hopper
             throw new InvalidOperationException($"Hopper.Retarget: PTX ISA {major}.{minor} has no wgmma (needs 8.0 or later)");
         if (!TargetLine().IsMatch(ptx)) throw new InvalidOperationException("Hopper.Retarget: the PTX has no .target line");
         string result = TargetLine().Replace(ptx, $".target {Target}", 1);
-        // Vector reductions (red.global.add.v2.f32) arrived in PTX ISA 8.1, a year after wgmma (8.0): an 8.0 header is raised.
-        if (major == 8 && minor == 0) result = VersionLine().Replace(result, ".version 8.1", 1);
         return DynamicShared().Replace(result, $"$1.align {SharedAlignment}$2");
     }
 

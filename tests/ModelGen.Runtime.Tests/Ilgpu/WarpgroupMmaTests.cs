@@ -21,8 +21,8 @@ public class WarpgroupMmaTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFixt
         Assert.Contains(".extern .shared .align 1024 .b8 __dyn_shared_alloca[];", ptx);
         Assert.Contains(".version 8.8", ptx);
         Assert.Equal(Ptx.Length + ".align 1024".Length - ".align 4".Length + "sm_90a".Length - "sm_80".Length, ptx.Length);
-        // ILGPU's offline compiler writes ISA 8.0; vector reductions need 8.1.
-        Assert.Contains("\n.version 8.1\n", Hopper.Retarget(Ptx.Replace(".version 8.8", ".version 8.0")));
+        // ILGPU's offline compiler writes ISA 8.0, the first with wgmma: kept as written.
+        Assert.Contains("\n.version 8.0\n", Hopper.Retarget(Ptx.Replace(".version 8.8", ".version 8.0")));
     }
 
     [Fact]

@@ -207,17 +207,6 @@ public static class WarpgroupMma
     public static Acc256 MmaRN2(U4x8 f1, U4x8 f2, ref ushort shared, int b1, int b2, int bRegion, int kSteps, Acc128 c1, Acc128 c2) =>
         new() { A = MmaRN(f1, ref shared, b1, bRegion, kSteps, c1, true), B = MmaRN(f2, ref shared, b2, bRegion, kSteps, c2, true) };
 
-    /// <summary>
-    /// <c>red.global.add.v2.f32</c> (SM_90): adds <paramref name="x"/> and <paramref name="y"/> to <paramref name="target"/>
-    /// and the float after it, 8-byte aligned, in one reduction (two scalar atomics elsewhere).
-    /// </summary>
-    [IntrinsicImplementation]
-    public static void AddPair(ref float target, float x, float y)
-    {
-        Atomic.Add(ref target, x);
-        Atomic.Add(ref Unsafe.Add(ref target, 1), y);
-    }
-
     /// <summary><c>st.shared.v2.f32</c>: <paramref name="x"/> and <paramref name="y"/> to <paramref name="shared"/> + <paramref name="element"/> (8-byte aligned), through a 32-bit address.</summary>
     [IntrinsicImplementation]
     public static void StoreShared64(ref ushort shared, int element, float x, float y)
@@ -273,7 +262,6 @@ public static class WarpgroupMma
         Add(nameof(MmaRN), nameof(EmitMmaRN));
         Add(nameof(MmaKK64x2), nameof(EmitMmaKK64x2));
         Add(nameof(MmaRN2), nameof(EmitMmaRN2));
-        Add(nameof(AddPair), nameof(EmitAddPair));
         Add(nameof(FenceProxyAsync), nameof(EmitFenceProxyAsync));
         Add(nameof(StoreShared64), nameof(EmitStoreShared64));
         Add(nameof(BulkReduceAdd), nameof(EmitBulkReduceAdd));
@@ -422,19 +410,13 @@ public static class WarpgroupMma
         foreach (var r in descriptors.Append(sb)) cg.FreeRegister(r);
     }
 
-    private static void EmitAddPair(PTXBackend backend, PTXCodeGenerator cg, Value value)
-    {
-        var call = (MethodCall)value;
-        EmitPair(cg, "red.global.add.v2.f32", GlobalAddress(cg, call[0].Resolve()), call[1].Resolve(), call[2].Resolve());
-    }
-
     private static void EmitStoreShared64(PTXBackend backend, PTXCodeGenerator cg, Value value)
     {
         var call = (MethodCall)value;
         EmitPair(cg, "st.shared.v2.f32", TensorCore.SharedAddress(cg, call[0].Resolve(), call[1].Resolve()), call[2].Resolve(), call[3].Resolve());
     }
 
-    /// <summary><paramref name="op"/> [address], {x, y}: a two-float vector store or reduction; the address register is freed.</summary>
+    /// <summary><paramref name="op"/> [address], {x, y}: a two-float vector store; the address register is freed.</summary>
     private static void EmitPair(PTXCodeGenerator cg, string op, Registers.HardwareRegister address, Value xValue, Value yValue)
     {
         var x = cg.EnsureHardwareRegister(cg.LoadPrimitive(xValue));
