@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Flash attention on a CUDA machine without .NET, from the publish made by tools/publish-gpu.sh. Steps, in order:
-#   ptx       `modelgen ptx --filter Flash`, then `ptxas -v` on every flash kernel (registers, stack, spills; sm_90, or
-#             sm_90a for the warpgroup-MMA kernels);
+#   ptx       `modelgen ptx --filter Flash` and `--filter AnchorKernels`, then `ptxas -v` on every flash kernel and
+#             the anchor key's passes (registers, stack, spills; sm_90, or sm_90a for the warpgroup-MMA kernels);
 #   fixtures  tiny checkpoints with head dims 64 and 128 made with transformers (tools/gen_flash_fixtures.py), each
 #             through `parity --backend ilgpu --device cuda` in bf16 (the model runs FlashAttention) and fp32;
 #   small     checks against PyTorch at S = 1024: head dims 64 and 128, GQA, every mask kind and a sliding window;
@@ -24,6 +24,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 fail=0
 if [[ $steps == *ptx* ]]; then
   "$bin" ptx --filter Flash --out "$out/ptx" > "$out/ptx.txt" 2>&1 || fail=1
+  "$bin" ptx --filter AnchorKernels --out "$out/ptx" >> "$out/ptx.txt" 2>&1 || fail=1
   ptxas=$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)
   for f in "$out"/ptx/*.ptx; do
     # Warpgroup-MMA kernels are retargeted to sm_90a (see Hopper.Retarget); the others compile for plain sm_90.

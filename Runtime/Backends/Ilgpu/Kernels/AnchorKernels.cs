@@ -1,4 +1,5 @@
 using ILGPU;
+using TC = ModelGen.Backends.Ilgpu.Kernels.TensorCore;
 
 namespace ModelGen.Backends.Ilgpu.Kernels;
 
@@ -43,7 +44,7 @@ public static class AnchorKernels
     /// <summary>Threads per group of <see cref="Prepare"/>: eight warps.</summary>
     public const int Threads = 256;
 
-    /// <summary>Queries per group of <see cref="Prepare"/>: 32 per warp, four at a time.</summary>
+    /// <summary>Queries per group of <see cref="Prepare"/>: 32 per warp, eight at a time.</summary>
     public const int Queries = 256;
 
     private const float Log2E = 1.4426950408889634f;
@@ -52,38 +53,50 @@ public static class AnchorKernels
     /// Group (head, 256 queries, row), heads fastest so that the groups running at once read whole token rows: per query,
     /// Δ = dO·O, and for a query after the anchor (within the window) P = exp(q·k₀·scale − lse), dS = P·(dO·v₀ − Δ); the
     /// dQ accumulator row is set to dS·k₀ (0 without an anchor pair), and the group's sums of dS·q and P·dO are added to
-    /// <see cref="AnchorArgs.Sums"/>. Lane l holds elements 4l..4l+3 (head dims up to 128).
+    /// <see cref="AnchorArgs.Sums"/>. Eight lanes share a query (lane j of the eight holds elements 8j..8j+7 and
+    /// 64+8j..64+8j+7, each eight in one 16-byte load), so a warp works on four queries at once, each of its loads covers
+    /// whole 128-byte lines and each dot product takes three shuffles; a warp loads two such sets before it uses either.
+    /// Head dims 64 and 128.
     /// </summary>
     public static void Prepare(AnchorArgs a)
     {
         var partial = SharedMemory.Allocate<float>(8 * 256);
         int lane = Group.IdxX & 31, warp = Group.IdxX >> 5, h = Grid.IdxX, row = Grid.IdxZ;
         int kvh = h / (a.Heads / a.KvHeads), anchor = a.AnchorLengths[row];
+        bool two = a.HeadDim > 64;                             // head dim 64: one chunk per lane (the second repeats it, unused)
+        int sub = lane >> 3, e0 = 8 * (lane & 7), e1 = two ? e0 + 64 : e0;
         long rowTok = (long)row * a.Seq;
-        int d = 4 * lane;
-        bool on = d < a.HeadDim;
-        int dd = on ? d : 0;                                   // lanes past the head read element 0, use zeros and write nothing
-        var k0 = on ? Load4(a.K, a.KOffset + rowTok * a.KStride + (long)kvh * a.HeadDim + dd) : default;
-        var v0 = on ? Load4(a.V, a.VOffset + rowTok * a.VStride + (long)kvh * a.HeadDim + dd) : default;
-        var sumK = default(F4);
-        var sumV = default(F4);
-        int first = Grid.IdxY * Queries + 32 * warp;
-        for (int t = 0; t < 32; t += 4)
+        ref ushort gk = ref a.K[0];
+        ref ushort gv = ref a.V[0];
+        long k0 = a.KOffset + rowTok * a.KStride + (long)kvh * a.HeadDim, v0 = a.VOffset + rowTok * a.VStride + (long)kvh * a.HeadDim;
+        var key = new Chunks { A = TC.LoadGlobal16(ref gk, k0 + e0), B = TC.LoadGlobal16(ref gk, k0 + e1) };
+        var value = new Chunks { A = TC.LoadGlobal16(ref gv, v0 + e0), B = TC.LoadGlobal16(ref gv, v0 + e1) };
+        Sums sums = default;
+        int first = Grid.IdxY * Queries + 32 * warp + sub;
+        for (int t = 0; t < 32; t += 8)
         {
-            // Four queries' rows load before any of them is used (ILGPU does not unroll loops).
-            var r0 = Rows(a, row, h, first + t, dd, on);
-            var r1 = Rows(a, row, h, first + t + 1, dd, on);
-            var r2 = Rows(a, row, h, first + t + 2, dd, on);
-            var r3 = Rows(a, row, h, first + t + 3, dd, on);
-            Query(a, r0, k0, v0, row, h, first + t, d, on, lane, anchor, ref sumK, ref sumV);
-            Query(a, r1, k0, v0, row, h, first + t + 1, d, on, lane, anchor, ref sumK, ref sumV);
-            Query(a, r2, k0, v0, row, h, first + t + 2, d, on, lane, anchor, ref sumK, ref sumV);
-            Query(a, r3, k0, v0, row, h, first + t + 3, d, on, lane, anchor, ref sumK, ref sumV);
+            var r0 = Rows(a, rowTok, row, h, first + t, e0, e1);
+            var r1 = Rows(a, rowTok, row, h, first + t + 4, e0, e1);
+            // Both sets' sums before either is used, so that their shuffles interleave.
+            var d0 = Dots(r0, key, value, two);
+            var d1 = Dots(r1, key, value, two);
+            Query(a, r0, d0, key, rowTok, row, h, first + t, e0, e1, two, lane, anchor, ref sums);
+            Query(a, r1, d1, key, rowTok, row, h, first + t + 4, e0, e1, two, lane, anchor, ref sums);
         }
-        // The group's sums: warp partials through shared memory, then one atomic add per element.
-        int at = 256 * warp + d;
-        partial[at] = sumK.X; partial[at + 1] = sumK.Y; partial[at + 2] = sumK.Z; partial[at + 3] = sumK.W;
-        partial[at + 128] = sumV.X; partial[at + 129] = sumV.Y; partial[at + 130] = sumV.Z; partial[at + 131] = sumV.W;
+        // The warp's four queries' sums (lanes j, j+8, j+16, j+24 hold the same elements), then the warps' through shared
+        // memory, then one atomic add per element.
+        sums = Across4(sums);
+        if (sub == 0)
+        {
+            int at = 256 * warp;
+            Store(partial, at + e0, sums.KA);
+            Store(partial, at + 128 + e0, sums.VA);
+            if (two)
+            {
+                Store(partial, at + e1, sums.KB);
+                Store(partial, at + 128 + e1, sums.VB);
+            }
+        }
         Group.Barrier();
         int e = Group.IdxX, which = e >> 7, c = e & 127;
         if (anchor > 0 && c < a.HeadDim)
@@ -105,55 +118,128 @@ public static class AnchorKernels
         a.DV[at] = Bf16.FromFloat(Bf16.ToFloat(a.DV[at]) + a.Sums[sums + a.HeadDim]);
     }
 
-    /// <summary>One query's O, dO and Q elements (this lane's four; zeros on lanes past the head) and its log-sum-exp; a query past the end reads the last one.</summary>
+    /// <summary>A lane's two chunks of eight bf16 of one row (elements 8j..8j+7 and 64+8j..64+8j+7).</summary>
+    private struct Chunks
+    {
+        public U4 A, B;
+    }
+
+    /// <summary>Eight fp32 values, a chunk's elements in order.</summary>
+    private struct F8
+    {
+        public F4 Lo, Hi;
+    }
+
+    /// <summary>A lane's running sums of dS·q (K) and P·dO (V) over its two chunks.</summary>
+    private struct Sums
+    {
+        public F8 KA, KB, VA, VB;
+    }
+
+    /// <summary>One query's O, dO and Q chunks and its log-sum-exp; a query past the end reads the last one.</summary>
     private struct QueryRows
     {
-        public F4 O, G, Q;
+        public Chunks O, G, Q;
         public float Lse;
     }
 
-    private static QueryRows Rows(in AnchorArgs a, int row, int h, int q, int dd, bool on)
+    private static QueryRows Rows(in AnchorArgs a, long rowTok, int row, int h, int q, int e0, int e1)
     {
         int qc = q < a.Seq ? q : a.Seq - 1;
-        long token = (long)row * a.Seq + qc, head = (long)h * a.HeadDim + dd;
-        var rows = new QueryRows { Lse = a.Lse[((long)row * a.Heads + h) * a.Seq + qc] };
-        if (on)
+        long token = rowTok + qc, head = (long)h * a.HeadDim;
+        ref ushort go = ref a.O[0];
+        ref ushort gg = ref a.DO[0];
+        ref ushort gq = ref a.Q[0];
+        long o = a.OOffset + token * a.OStride + head, g = a.DOOffset + token * a.DOStride + head, x = a.QOffset + token * a.QStride + head;
+        return new QueryRows
         {
-            rows.O = Load4(a.O, a.OOffset + token * a.OStride + head);
-            rows.G = Load4(a.DO, a.DOOffset + token * a.DOStride + head);
-            rows.Q = Load4(a.Q, a.QOffset + token * a.QStride + head);
-        }
-        return rows;
+            O = new Chunks { A = TC.LoadGlobal16(ref go, o + e0), B = TC.LoadGlobal16(ref go, o + e1) },
+            G = new Chunks { A = TC.LoadGlobal16(ref gg, g + e0), B = TC.LoadGlobal16(ref gg, g + e1) },
+            Q = new Chunks { A = TC.LoadGlobal16(ref gq, x + e0), B = TC.LoadGlobal16(ref gq, x + e1) },
+            Lse = a.Lse[((long)row * a.Heads + h) * a.Seq + qc],
+        };
     }
 
-    private static void Query(in AnchorArgs a, in QueryRows r, F4 k0, F4 v0, int row, int h, int q, int d, bool on, int lane, int anchor,
-        ref F4 sumK, ref F4 sumV)
+    /// <summary>A query's Δ = dO·O, q·k₀ and dO·v₀, summed over its eight lanes.</summary>
+    private struct Terms
     {
-        float delta = WarpSum(r.G.Dot(r.O)), s = WarpSum(r.Q.Dot(k0)), dp = WarpSum(r.G.Dot(v0));
+        public float Delta, S, Dp;
+    }
+
+    private static Terms Dots(in QueryRows r, in Chunks key, in Chunks value, bool two)
+    {
+        // The second chunk weighs 0 on head dim 64, where it repeats the first (a select, not a branch between the sums).
+        float w = two ? 1f : 0f;
+        return new Terms
+        {
+            Delta = Sum8(Dot(r.G.A, r.O.A) + w * Dot(r.G.B, r.O.B)),
+            S = Sum8(Dot(r.Q.A, key.A) + w * Dot(r.Q.B, key.B)),
+            Dp = Sum8(Dot(r.G.A, value.A) + w * Dot(r.G.B, value.B)),
+        };
+    }
+
+    private static void Query(in AnchorArgs a, in QueryRows r, Terms x, in Chunks key, long rowTok, int row, int h, int q, int e0, int e1,
+        bool two, int lane, int anchor, ref Sums sums)
+    {
         if (q >= a.Seq) return;
         bool pair = anchor > 0 && q >= anchor && q < a.Window;
-        float p = pair ? TensorCore.Exp2(s * a.ScaleLog2 - r.Lse * Log2E) : 0f, ds = p * (dp - delta);
-        long token = (long)row * a.Seq + q;
-        if (lane == 0) a.Delta[((long)row * a.Heads + h) * a.Seq + q] = delta;
-        if (on)
-        {
-            var dq = a.DQ.Cast<ulong>();
-            long at = ((token * a.Heads + h) * a.HeadDim + d) >> 1;
-            dq[at] = Pair(ds * k0.X, ds * k0.Y);
-            dq[at + 1] = Pair(ds * k0.Z, ds * k0.W);
-        }
-        sumK = new F4 { X = sumK.X + ds * r.Q.X, Y = sumK.Y + ds * r.Q.Y, Z = sumK.Z + ds * r.Q.Z, W = sumK.W + ds * r.Q.W };
-        sumV = new F4 { X = sumV.X + p * r.G.X, Y = sumV.Y + p * r.G.Y, Z = sumV.Z + p * r.G.Z, W = sumV.W + p * r.G.W };
+        float p = pair ? TC.Exp2(x.S * a.ScaleLog2 - r.Lse * Log2E) : 0f, ds = p * (x.Dp - x.Delta);
+        if ((lane & 7) == 0) a.Delta[((long)row * a.Heads + h) * a.Seq + q] = x.Delta;
+        long at = ((rowTok + q) * a.Heads + h) * a.HeadDim;
+        StoreScaled(a.DQ, at + e0, key.A, ds);
+        if (two) StoreScaled(a.DQ, at + e1, key.B, ds);
+        sums.KA = Axpy(sums.KA, ds, r.Q.A);
+        sums.KB = Axpy(sums.KB, ds, r.Q.B);
+        sums.VA = Axpy(sums.VA, p, r.G.A);
+        sums.VB = Axpy(sums.VB, p, r.G.B);
     }
 
-    /// <summary>Four bf16 at <paramref name="element"/> (a multiple of 4) in one 8-byte load.</summary>
-    private static F4 Load4(ArrayView<ushort> view, long element) => Bf16.Unpack4(view.Cast<ulong>()[element >> 2]);
+    private static float Lo(uint x) => Interop.IntAsFloat(x << 16);
+    private static float Hi(uint x) => Interop.IntAsFloat(x & 0xFFFF0000u);
 
-    private static ulong Pair(float lo, float hi) => Interop.FloatAsInt(lo) | ((ulong)Interop.FloatAsInt(hi) << 32);
+    /// <summary>Σ of the eight bf16 products of two chunks, in element order.</summary>
+    private static float Dot(U4 x, U4 y) =>
+        Lo(x.X) * Lo(y.X) + Hi(x.X) * Hi(y.X) + Lo(x.Y) * Lo(y.Y) + Hi(x.Y) * Hi(y.Y)
+        + Lo(x.Z) * Lo(y.Z) + Hi(x.Z) * Hi(y.Z) + Lo(x.W) * Lo(y.W) + Hi(x.W) * Hi(y.W);
 
-    private static float WarpSum(float x)
+    /// <summary>sum + s·x, element by element.</summary>
+    private static F8 Axpy(F8 sum, float s, U4 x) => new()
     {
-        for (int offset = 16; offset > 0; offset >>= 1) x += Warp.ShuffleXor(x, offset);
-        return x;
+        Lo = new F4 { X = sum.Lo.X + s * Lo(x.X), Y = sum.Lo.Y + s * Hi(x.X), Z = sum.Lo.Z + s * Lo(x.Y), W = sum.Lo.W + s * Hi(x.Y) },
+        Hi = new F4 { X = sum.Hi.X + s * Lo(x.Z), Y = sum.Hi.Y + s * Hi(x.Z), Z = sum.Hi.Z + s * Lo(x.W), W = sum.Hi.W + s * Hi(x.W) },
+    };
+
+    /// <summary>s·x to the eight fp32 at <paramref name="at"/> (a multiple of 4), in two 16-byte stores.</summary>
+    private static void StoreScaled(ArrayView<float> target, long at, U4 x, float s)
+    {
+        TC.StoreGlobal16(ref target[at], new F4 { X = s * Lo(x.X), Y = s * Hi(x.X), Z = s * Lo(x.Y), W = s * Hi(x.Y) });
+        TC.StoreGlobal16(ref target[at + 4], new F4 { X = s * Lo(x.Z), Y = s * Hi(x.Z), Z = s * Lo(x.W), W = s * Hi(x.W) });
+    }
+
+    private static void Store(ArrayView<float> shared, int at, F8 x)
+    {
+        shared[at] = x.Lo.X; shared[at + 1] = x.Lo.Y; shared[at + 2] = x.Lo.Z; shared[at + 3] = x.Lo.W;
+        shared[at + 4] = x.Hi.X; shared[at + 5] = x.Hi.Y; shared[at + 6] = x.Hi.Z; shared[at + 7] = x.Hi.W;
+    }
+
+    /// <summary>The sum over the eight lanes of this lane's query (three shuffles, written out: ILGPU does not unroll loops).</summary>
+    private static float Sum8(float x)
+    {
+        x += Warp.ShuffleXor(x, 1);
+        x += Warp.ShuffleXor(x, 2);
+        return x + Warp.ShuffleXor(x, 4);
+    }
+
+    /// <summary>Each sum added over the warp's four queries (lanes 8 and 16 apart).</summary>
+    private static Sums Across4(Sums s) => new() { KA = Across4(s.KA), KB = Across4(s.KB), VA = Across4(s.VA), VB = Across4(s.VB) };
+
+    private static F8 Across4(F8 x) => new() { Lo = Across4(x.Lo), Hi = Across4(x.Hi) };
+
+    private static F4 Across4(F4 x) => new() { X = Across4(x.X), Y = Across4(x.Y), Z = Across4(x.Z), W = Across4(x.W) };
+
+    private static float Across4(float x)
+    {
+        x += Warp.ShuffleXor(x, 8);
+        return x + Warp.ShuffleXor(x, 16);
     }
 }

@@ -157,6 +157,27 @@ public static class TensorCore
     [IntrinsicImplementation]
     public static void WaitAsync1() { }
 
+    /// <summary>
+    /// <c>ld.global.nc.v4.u32</c>: eight bf16 (16 bytes, 16-byte aligned) at <paramref name="global"/> +
+    /// <paramref name="element"/> in one load, through the read-only cache (nothing may write them while the kernel runs).
+    /// </summary>
+    [IntrinsicImplementation]
+    public static U4 LoadGlobal16(ref ushort global, long element)
+    {
+        ref ushort at = ref Unsafe.Add(ref global, (nint)element);
+        return new U4 { X = Pair(ref at, 0, 1), Y = Pair(ref at, 2, 3), Z = Pair(ref at, 4, 5), W = Pair(ref at, 6, 7) };
+    }
+
+    /// <summary><c>st.global.v4.f32</c>: four floats to <paramref name="global"/> (16-byte aligned) in one store.</summary>
+    [IntrinsicImplementation]
+    public static void StoreGlobal16(ref float global, F4 value)
+    {
+        global = value.X;
+        Unsafe.Add(ref global, 1) = value.Y;
+        Unsafe.Add(ref global, 2) = value.Z;
+        Unsafe.Add(ref global, 3) = value.W;
+    }
+
     /// <summary><c>cvt.rn.bf16x2.f32</c>: two floats rounded to bf16, <paramref name="lo"/> in the low half.</summary>
     [IntrinsicImplementation]
     public static uint Pack(float lo, float hi) => Bf16.FromFloat(lo) | ((uint)Bf16.FromFloat(hi) << 16);
@@ -182,6 +203,8 @@ public static class TensorCore
         Add(nameof(LoadShared32), nameof(EmitLoadShared32));
         Add(nameof(StoreShared32), nameof(EmitStoreShared32));
         Add(nameof(CopyAsync), nameof(EmitCopyAsync));
+        Add(nameof(LoadGlobal16), nameof(EmitLoadGlobal16));
+        Add(nameof(StoreGlobal16), nameof(EmitStoreGlobal16));
         Add(nameof(CommitAsync), nameof(EmitCommit));
         Add(nameof(WaitAsync0), nameof(EmitWait0));
         Add(nameof(WaitAsync1), nameof(EmitWait1));
@@ -228,18 +251,37 @@ public static class TensorCore
     {
         var result = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
         AddElementBytes(cg, result, cg.LoadHardware(pointer), element, wide: true);
+        ToGlobal(cg, result, pointer);
+        return result;
+    }
+
+    /// <summary>A 64-bit global address from a global or generic pointer.</summary>
+    internal static Registers.HardwareRegister GlobalAddress(PTXCodeGenerator cg, Value pointer)
+    {
+        var result = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
+        using (var move = cg.BeginCommand("mov.b64"))
+        {
+            move.AppendArgument(result);
+            move.AppendArgument(cg.LoadHardware(pointer));
+        }
+        ToGlobal(cg, result, pointer);
+        return result;
+    }
+
+    /// <summary>Converts <paramref name="address"/>, computed from <paramref name="pointer"/>, to the .global window in place if the pointer is generic.</summary>
+    private static void ToGlobal(PTXCodeGenerator cg, Registers.HardwareRegister address, Value pointer)
+    {
         var space = ((PointerType)pointer.Type).AddressSpace;
         if (space == MemoryAddressSpace.Generic)
         {
             using var convert = cg.BeginCommand("cvta.to.global.u64");
-            convert.AppendArgument(result);
-            convert.AppendArgument(result);
+            convert.AppendArgument(address);
+            convert.AppendArgument(address);
         }
         else if (space != MemoryAddressSpace.Global)
         {
             throw new InvalidOperationException($"TensorCore: expected a global or generic pointer, got {space}");
         }
-        return result;
     }
 
     /// <summary>
@@ -342,6 +384,32 @@ public static class TensorCore
         {
             command.AppendArgumentValue(address);
             command.AppendArgument(v);
+        }
+        cg.FreeRegister(address);
+    }
+
+    private static void EmitLoadGlobal16(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        var address = GlobalAddress(cg, call[0].Resolve(), call[1].Resolve());
+        var d = Targets(cg, call, 4);
+        using (var command = cg.BeginCommand("ld.global.nc.v4.u32"))
+        {
+            command.AppendVectorArgument(d);
+            command.AppendArgumentValue(address);
+        }
+        cg.FreeRegister(address);
+    }
+
+    private static void EmitStoreGlobal16(PTXBackend backend, PTXCodeGenerator cg, Value value)
+    {
+        var call = (MethodCall)value;
+        var address = GlobalAddress(cg, call[0].Resolve());
+        var x = Children(cg, call[1].Resolve(), 4);
+        using (var command = cg.BeginCommand("st.global.v4.f32"))
+        {
+            command.AppendArgumentValue(address);
+            command.AppendVectorArgument(x);
         }
         cg.FreeRegister(address);
     }

@@ -435,7 +435,7 @@ public static class WarpgroupMma
         var call = (MethodCall)value;
         int bytes = Constant(call, 3, "bytes");
         if (bytes <= 0 || bytes % 16 != 0) throw new InvalidOperationException($"WarpgroupMma: bulk reductions move a positive multiple of 16 bytes, got {bytes}");
-        var target = GlobalAddress(cg, call[0].Resolve());
+        var target = TensorCore.GlobalAddress(cg, call[0].Resolve());
         var source = TensorCore.SharedAddress(cg, call[1].Resolve(), call[2].Resolve());
         using (var command = cg.BeginCommand("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32"))
         {
@@ -452,18 +452,6 @@ public static class WarpgroupMma
     {
         using var command = cg.BeginCommand("cp.async.bulk.wait_group.read");
         command.AppendConstant(0L);
-    }
-
-    /// <summary>A 64-bit .global address from a global or generic pointer.</summary>
-    private static Registers.HardwareRegister GlobalAddress(PTXCodeGenerator cg, Value pointer)
-    {
-        var address = cg.AllocateRegister(BasicValueType.Int64, PTXRegisterKind.Int64);
-        var source = cg.LoadHardware(pointer);
-        var space = ((ILGPU.IR.Types.PointerType)pointer.Type).AddressSpace;
-        using var convert = cg.BeginCommand(space == MemoryAddressSpace.Generic ? "cvta.to.global.u64" : "mov.b64");
-        convert.AppendArgument(address);
-        convert.AppendArgument(source);
-        return address;
     }
 
     private static void EmitFenceProxyAsync(PTXBackend backend, PTXCodeGenerator cg, Value value) => cg.Command("fence.proxy.async.shared::cta", null);
