@@ -31,6 +31,7 @@ public sealed class FlashAttention(GpuDevice device)
     private readonly Action<AcceleratorStream, Index1D, TileListArgs> _columnLists = device.Kernel<TileListArgs>(FlashKernels.ColumnLists);
     private readonly Action<AcceleratorStream, KernelConfig, DeltaArgs> _prepare = device.GroupedKernel<DeltaArgs>(FlashKernels.BackwardPrepare);
     private readonly Action<AcceleratorStream, Index1D, ScaleArgs> _scale = device.Kernel<ScaleArgs>(FlashKernels.ScaleToBf16);
+    private readonly Action<AcceleratorStream, Index1D, ScaleArgs> _swizzledScale = device.Kernel<ScaleArgs>(FlashKernels.SwizzledToBf16);
     private readonly Action<AcceleratorStream, KernelConfig, AnchorArgs> _anchorPrepare = device.GroupedKernel<AnchorArgs>(AnchorKernels.Prepare);
     private readonly Action<AcceleratorStream, Index1D, AnchorArgs> _anchorFinish = device.Kernel<AnchorArgs>(AnchorKernels.Finish);
 
@@ -188,7 +189,7 @@ public sealed class FlashAttention(GpuDevice device)
             Q = q.View, K = k.View, V = v.View, O = o.View, DO = dO.View,
             QOffset = q.Layout.Offset, QStride = q.Layout.TokenStride, KOffset = k.Layout.Offset, KStride = k.Layout.TokenStride,
             VOffset = v.Layout.Offset, VStride = v.Layout.TokenStride, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride,
-            DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride, Lse = lse, Delta = delta, DQ = dqAccumulator, Sums = sums,
+            DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride, Lse = lse, Delta = delta, DQ = dqAccumulator, SwizzledDq = wgmma ? 1 : 0, Sums = sums,
             DK = dk, DV = dv, AnchorLengths = batch.Layouts.AnchorLengths, Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
             Window = window, Scale = Scale(headDim), ScaleLog2 = Scale(headDim) * 1.4426950408889634f,
         };
@@ -207,7 +208,8 @@ public sealed class FlashAttention(GpuDevice device)
         }
         else
         {
-            // Δ and the cleared dQ accumulator in one pass, a warp per four (token, head) rows.
+            // Δ and the cleared dQ accumulator in one pass, a warp per four (token, head) rows (clearing every element, it
+            // serves either order of the accumulator).
             int rowsPerGroup = FlashKernels.PrepareThreads / 32 * FlashKernels.PrepareRowsPerWarp;
             _prepare(device.Stream, new KernelConfig((int)((deltaLength + rowsPerGroup - 1) / rowsPerGroup), FlashKernels.PrepareThreads), new DeltaArgs
             {
@@ -231,7 +233,10 @@ public sealed class FlashAttention(GpuDevice device)
             Scale = scale, ScaleLog2 = scale * 1.4426950408889634f, Lists = columns.Lists, Counts = columns.Counts, Layouts = batch.Layouts, Mask = kernelMask,
             Spans = wgmma ? spans : default,
         });
-        _scale(device.Stream, (int)(dqLength / FlashKernels.ScaleElements), new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale });
+        // dQ to bf16 from the accumulator's order: the warpgroup-MMA kernel's (FlashKernels.SwizzledDqIndex) or token-major.
+        var scaleArgs = new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale, Seq = batch.Seq, Heads = heads, HeadDim = headDim };
+        if (wgmma) _swizzledScale(device.Stream, (int)(dqLength / FlashKernels.SwizzledElements), scaleArgs);
+        else _scale(device.Stream, (int)(dqLength / FlashKernels.ScaleElements), scaleArgs);
         if (apart) _anchorFinish(device.Stream, batch.Rows * kvHeads * headDim, anchorArgs);
     }
 

@@ -44,7 +44,7 @@ public static class PtxCompiler
         Add(typeof(RandomKernels), "RandomNormalBf16");
         foreach (int d in FlashKernels.HeadDims)
             foreach (var pass in new[] { "Forward", "Backward" }) Add(typeof(FlashKernels), $"{pass}D{d}", typeof(MaskTerms));
-        foreach (var helper in new[] { "RowLists", "ColumnLists", "BackwardPrepare", "ScaleToBf16" }) Add(typeof(FlashKernels), helper);
+        foreach (var helper in new[] { "RowLists", "ColumnLists", "BackwardPrepare", "ScaleToBf16", "SwizzledToBf16" }) Add(typeof(FlashKernels), helper);
         Add(typeof(FlashKernels), "TokenSpans", typeof(MaskTerms));
         foreach (var anchor in new[] { "Prepare", "Finish" }) Add(typeof(AnchorKernels), anchor);
         foreach (var gemm in new[] { "GemmNT", "GemmNN" }) Add(typeof(WarpgroupGemmKernels), gemm);

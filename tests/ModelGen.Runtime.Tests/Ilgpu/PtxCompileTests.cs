@@ -25,6 +25,12 @@ public class PtxCompileTests
             Assert.Contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16", ptx);
             Assert.Contains("cp.async.cg.shared.global", ptx);
         }
+        if (kernel == "FlashKernels.SwizzledToBf16")
+        {
+            // A chunk per thread: two 16-byte loads from the swizzled accumulator, one 16-byte store of eight bf16.
+            Assert.Contains("ld.global.nc.v4.u32", ptx);
+            Assert.Contains("st.global.v4.f32", ptx);
+        }
         if (kernel == "AnchorKernels.Prepare")
         {
             // The rows move in 16-byte loads and stores, and the lane sums are written out (no shuffle loop).
@@ -49,6 +55,10 @@ public class PtxCompileTests
                 Assert.Contains("st.shared.v2.f32", ptx);
                 Assert.Contains("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32", ptx);
                 Assert.Contains("cp.async.bulk.wait_group.read", ptx);
+                // One bulk reduction per warp and step (a 4 KB block), its size in a register: the last block may be short.
+                int sites = System.Text.RegularExpressions.Regex.Matches(ptx, @"cp\.reduce\.async\.bulk").Count;
+                Assert.True(sites > 0);
+                Assert.Equal(sites, System.Text.RegularExpressions.Regex.Matches(ptx, @"cp\.reduce\.async\.bulk\.global\S+\s+\[%rd\d+\], \[%r\d+\], %r\d+;").Count);
                 Assert.DoesNotContain("red.global.add", ptx);
             }
         }

@@ -12,8 +12,10 @@ public struct AnchorArgs
     public long QOffset, QStride, KOffset, KStride, VOffset, VStride, OOffset, OStride, DOOffset, DOStride;
     /// <summary>The forward's log-sum-exp and Δ [rows, Heads, Seq] (natural log).</summary>
     public ArrayView<float> Lse, Delta;
-    /// <summary>The fp32 dQ accumulator [tokens, Heads, D].</summary>
+    /// <summary>The fp32 dQ accumulator: [tokens, Heads, D], or in the order of <see cref="FlashKernels.SwizzledDqIndex"/> where <see cref="SwizzledDq"/>.</summary>
     public ArrayView<float> DQ;
+    /// <summary>1 where <see cref="DQ"/> is in the warpgroup-MMA backward's order, else 0 (an int: kernel arguments are blittable).</summary>
+    public int SwizzledDq;
     /// <summary>fp32 sums of the anchor key's gradients [rows, KvHeads, 2 (dK, dV), D], cleared before <see cref="AnchorKernels.Prepare"/>.</summary>
     public ArrayView<float> Sums;
     /// <summary>The key and value gradients [tokens, KvHeads, D] (bf16 bits).</summary>
@@ -185,9 +187,10 @@ public static class AnchorKernels
         bool pair = anchor > 0 && q >= anchor && q < a.Window;
         float p = pair ? TC.Exp2(x.S * a.ScaleLog2 - r.Lse * Log2E) : 0f, ds = p * (x.Dp - x.Delta);
         if ((lane & 7) == 0) a.Delta[((long)row * a.Heads + h) * a.Seq + q] = x.Delta;
+        // A lane's eight elements are one chunk, contiguous in either order of the accumulator.
         long at = ((rowTok + q) * a.Heads + h) * a.HeadDim;
-        StoreScaled(a.DQ, at + e0, key.A, ds);
-        if (two) StoreScaled(a.DQ, at + e1, key.B, ds);
+        StoreScaled(a.DQ, a.SwizzledDq != 0 ? FlashKernels.SwizzledDqIndex(row, h, q, e0, a.Heads, a.Seq, a.HeadDim) : at + e0, key.A, ds);
+        if (two) StoreScaled(a.DQ, a.SwizzledDq != 0 ? FlashKernels.SwizzledDqIndex(row, h, q, e1, a.Heads, a.Seq, a.HeadDim) : at + e1, key.B, ds);
         sums.KA = Axpy(sums.KA, ds, r.Q.A);
         sums.KB = Axpy(sums.KB, ds, r.Q.B);
         sums.VA = Axpy(sums.VA, p, r.G.A);

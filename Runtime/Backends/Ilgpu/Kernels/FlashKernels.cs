@@ -49,7 +49,11 @@ public struct FlashBackwardArgs<TMask> where TMask : struct, IAttentionMask
     public ArrayView<ushort> Q, K, V, DO;
     /// <summary>Log-sum-exp of the forward pass and Δ = rowsum(dO ∘ O), both [rows, Heads, Seq].</summary>
     public ArrayView<float> Lse, Delta;
-    /// <summary>dQ accumulated in fp32 [tokens, Heads·D] (zeroed before the launch; scaled afterwards).</summary>
+    /// <summary>
+    /// dQ accumulated in fp32: [tokens, Heads·D] for the <c>mma.sync</c> kernels, in the order of
+    /// <see cref="FlashKernels.SwizzledDqIndex"/> for the warpgroup-MMA kernel (started before the launch, cleared or with
+    /// the anchor pairs' terms; converted to bf16 afterwards).
+    /// </summary>
     public ArrayView<float> DQ;
     /// <summary>dK and dV [tokens, KvHeads·D] (bf16 bits).</summary>
     public ArrayView<ushort> DK, DV;
@@ -127,6 +131,8 @@ public struct ScaleArgs
     public ArrayView<ushort> Output;
     /// <summary>Factor.</summary>
     public float Scale;
+    /// <summary>Shape of a swizzled input (<see cref="FlashKernels.SwizzledToBf16"/>).</summary>
+    public int Seq, Heads, HeadDim;
 }
 
 /// <summary>
@@ -302,6 +308,42 @@ public static partial class FlashKernels
 
     /// <summary>Elements per thread of <see cref="ScaleToBf16"/>.</summary>
     public const int ScaleElements = 4;
+
+    /// <summary>
+    /// Where the warpgroup-MMA backward keeps element (row, head <paramref name="h"/>, query <paramref name="q"/>, dim
+    /// <paramref name="d"/>) of its fp32 dQ accumulator: [rows, heads, D/64, seq, 64], so that a query's 64 dims of one half
+    /// are contiguous and consecutive queries follow each other, with each 64-dim piece's eight 8-float chunks stored at
+    /// chunk c ⊕ (q mod 8). A warp's 16 queries of a half are then one 4 KB block, which one bulk reduction adds from a
+    /// staging area in the same order (the swizzle keeps the warp's staging writes free of bank conflicts).
+    /// </summary>
+    public static long SwizzledDqIndex(int row, int h, int q, int d, int heads, int seq, int headDim) =>
+        ((((long)row * heads + h) * (headDim >> 6) + (d >> 6)) * seq + q) * 64 + ((((d >> 3) & 7) ^ (q & 7)) << 3) + (d & 7);
+
+    /// <summary>Elements per thread of <see cref="SwizzledToBf16"/>.</summary>
+    public const int SwizzledElements = 8;
+
+    /// <summary>
+    /// Output [tokens, Heads, D] = bf16(Input × Scale) from an accumulator in the order of <see cref="SwizzledDqIndex"/>:
+    /// eight elements (one chunk) per thread, two 16-byte loads and one 16-byte store; consecutive threads write
+    /// consecutive chunks and eight of them read one 256-byte piece.
+    /// </summary>
+    public static void SwizzledToBf16(Index1D index, ScaleArgs a)
+    {
+        int chunks = a.HeadDim >> 3, th = index / chunks, c = index - th * chunks, t = th / a.Heads, h = th - t * a.Heads;
+        int row = t / a.Seq, q = t - row * a.Seq;
+        long from = SwizzledDqIndex(row, h, q, 8 * c, a.Heads, a.Seq, a.HeadDim);
+        ref ushort input = ref a.Input.Cast<ushort>()[0];
+        U4 x = TensorCore.LoadGlobal16(ref input, 2 * from), y = TensorCore.LoadGlobal16(ref input, 2 * from + 8);
+        // The packed bf16 pairs travel as the bits of four floats (a vector store moves bits unchanged).
+        var packed = new F4
+        {
+            X = Interop.IntAsFloat(Pack(x.X, x.Y, a.Scale)), Y = Interop.IntAsFloat(Pack(x.Z, x.W, a.Scale)),
+            Z = Interop.IntAsFloat(Pack(y.X, y.Y, a.Scale)), W = Interop.IntAsFloat(Pack(y.Z, y.W, a.Scale)),
+        };
+        TensorCore.StoreGlobal16(ref a.Output.Cast<float>()[4L * index], packed);
+    }
+
+    private static uint Pack(uint lo, uint hi, float scale) => TensorCore.Pack(Interop.IntAsFloat(lo) * scale, Interop.IntAsFloat(hi) * scale);
 
     /// <summary>Output = bf16(Input × Scale), four elements per thread (two 8-byte loads, one 8-byte store; the length a multiple of 4).</summary>
     public static void ScaleToBf16(Index1D index, ScaleArgs a)

@@ -194,8 +194,8 @@ public static class HopperFlashKernels
     private const int StepValues = 6 * StepQ;                  // LSE (log2), Δ, four span bounds per query
     private const int BwdValues = BwdDS + 2 * DsTile;          // two buffers of step values (32-bit each)
 
-    private const int DqRow = 2 * (64 + 8);                   // a staged dQ row: 64 floats and 8 of padding (no bank conflicts), in elements
-    private const int DqWarp = 16 * DqRow;                     // a warp's 16 staged rows
+    private const int DqRow = 2 * 64;                         // a staged dQ row: 64 floats, chunks swizzled as in FlashKernels.SwizzledDqIndex
+    private const int DqWarp = 16 * DqRow;                     // a warp's 16 staged rows: one 4 KB block
     private const int BwdDq = BwdValues + 2 * 2 * StepValues;  // eight warps' staged dQ rows (16-byte aligned)
 
     /// <summary>Dynamic shared memory of the backward kernel, bytes: K, V, two buffers each of Q, dO, dSᵀ and step values, the staged dQ rows.</summary>
@@ -206,8 +206,9 @@ public static class HopperFlashKernels
     /// warpgroup owns 64 keys. Per step of 64 queries (the group's query heads × its column list): Sᵀ = K·Qᵀ and
     /// dPᵀ = V·dOᵀ (64 × 64 per warpgroup), Pᵀ and dSᵀ on the accumulators, dV += Pᵀ·dO and dK += dSᵀ·Q with P and dS
     /// from registers, and dSᵀ to shared memory. After the next step's barrier each warpgroup computes its half of that
-    /// step's dQ = dS·K (dS M-major, K N-major) and adds it to the fp32 accumulator through shared memory and the copy
-    /// engine's bulk reductions (<c>AddDq</c>): dQ is a step late, dSᵀ double-buffered, so one barrier per step suffices.
+    /// step's dQ = dS·K (dS M-major, K N-major) and adds it to the fp32 accumulator (in the order of
+    /// <see cref="FlashKernels.SwizzledDqIndex"/>) through shared memory and the copy engine's bulk reductions, one per warp
+    /// (<c>AddDq</c>): dQ is a step late, dSᵀ double-buffered, so one barrier per step suffices.
     /// Sᵀ and dPᵀ run as one group of MMAs, dV and dK as another. The next step's Q, dO and values load while this one runs.
     /// </summary>
     public static void BackwardD128<TMask>(FlashBackwardArgs<TMask> a) where TMask : struct, IAttentionMask
@@ -252,17 +253,15 @@ public static class HopperFlashKernels
         var dv = default(Acc128);
         bool exact = a.Mask.Spans(docs, 0, 0).Exact;
         float sl = a.ScaleLog2;
-        long dqStride = (long)a.Heads * HeadDim;
+        long dqRows = (long)row * a.Heads * 2;                   // the accumulator's first (head, half) piece of this row
         int keyRow = 64 * wg + 16 * warp + g;                     // this thread's first key row in the group
         int kx = k0 + keyRow, ky = kx + 8;
         int dsAt = BwdDS + keyRow * 64 + 2 * tq;                   // its dSᵀ pairs: + chunk (j ⊕ g)·8, row + 8 at + 512
-        int lastQ0 = 0;                                            // the previous step's queries and head, for its dQ
-        long lastHead = 0;
+        int lastQ0 = 0, lastH = 0;                                 // the previous step's queries and head, for its dQ
         for (int n = 0; n < steps; n++)
         {
             int hi = n / count, entry = a.Lists[listBase + n - hi * count];
-            int q0 = (entry >> 2) * StepQ;
-            long qHead = (long)(kvh * groupSize + hi) * HeadDim;
+            int q0 = (entry >> 2) * StepQ, h = kvh * groupSize + hi;
             int buffer = (n & 1) * StepTile, vals = BwdValues + (n & 1) * 2 * StepValues;
             TC.WaitAsync0();
             WG.FenceProxyAsync();
@@ -277,9 +276,9 @@ public static class HopperFlashKernels
                     staged1 = StepValue(a, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6);
             }
             TC.CommitAsync();
-            if (n > 0) AddDq(a, ref sm, BwdDS + ((n - 1) & 1) * DsTile, wg, warp, lane, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
+            if (n > 0) AddDq(a, ref sm, BwdDS + ((n - 1) & 1) * DsTile, wg, warp, lane, g, tq, lastQ0, dqRows + 2 * lastH, seq);
             lastQ0 = q0;
-            lastHead = qHead;
+            lastH = h;
             bool partial = (entry & 3) == (int)TileKind.Partial || q0 + StepQ > seq || k0 + BackwardKeys > seq;
             // Sᵀ (chunks 0–7) and dPᵀ (chunks 8–15) in one group.
             var sdp = WG.MmaKK64x2(ref sm, BwdK + 64 * 64 * wg, BwdQ + buffer, BwdV + 64 * 64 * wg, BwdDO + buffer, Region, StepRegion, 8);
@@ -333,7 +332,7 @@ public static class HopperFlashKernels
         {
             WG.FenceProxyAsync();
             Group.Barrier();
-            AddDq(a, ref sm, BwdDS + ((steps - 1) & 1) * DsTile, wg, warp, lane, g, tq, lastQ0, lastHead, rowTok, dqStride, seq);
+            AddDq(a, ref sm, BwdDS + ((steps - 1) & 1) * DsTile, wg, warp, lane, g, tq, lastQ0, dqRows + 2 * lastH, seq);
         }
         var dk32 = a.DK.Cast<uint>();
         var dv32 = a.DV.Cast<uint>();
@@ -356,33 +355,36 @@ public static class HopperFlashKernels
 
     /// <summary>
     /// One step's dQ (64 queries × this warpgroup's 64 dims) = dS·K from its dSᵀ at <paramref name="ds"/> (dS M-major, K
-    /// N-major), added to the fp32 accumulator for the step's queries <paramref name="q0"/>.. of head <paramref name="qHead"/>:
-    /// each warp stages its 16 rows in shared memory and 16 of its lanes add one row (256 bytes) each with a bulk reduction,
-    /// which the copy engine carries out while the warp goes on (its staging area is reused a step later, after
-    /// <see cref="WarpgroupMma.BulkWaitRead"/>).
+    /// N-major), added to the fp32 accumulator for the step's queries <paramref name="q0"/>.. of the (row, head) whose
+    /// first half-piece is <paramref name="piece"/>: each warp stages its 16 rows in shared memory in the accumulator's
+    /// order (<see cref="FlashKernels.SwizzledDqIndex"/>: row r's chunk j at chunk j ⊕ (r mod 8), and r mod 8 = g for both
+    /// of a thread's rows) and one lane adds the 16 rows (4 KB) with one bulk reduction, which the copy engine carries out
+    /// while the warp goes on (its staging area is reused a step later, after <see cref="WarpgroupMma.BulkWaitRead"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddDq<TMask>(in FlashBackwardArgs<TMask> a, ref ushort sm, int ds, int wg, int warp, int lane, int g, int tq, int q0, long qHead,
-        long rowTok, long dqStride, int seq) where TMask : struct, IAttentionMask
+    private static void AddDq<TMask>(in FlashBackwardArgs<TMask> a, ref ushort sm, int ds, int wg, int warp, int lane, int g, int tq, int q0, long piece,
+        int seq) where TMask : struct, IAttentionMask
     {
         var dq = WG.MmaMN64(ref sm, ds, Region, BwdK + Region * wg, Region, 8, default, false);
         int stage = BwdDq + (4 * wg + warp) * DqWarp;
         WG.BulkWaitRead();
         Warp.Barrier();
-        StageRow(ref sm, stage + g * DqRow + 4 * tq, dq, false);
-        StageRow(ref sm, stage + (g + 8) * DqRow + 4 * tq, dq, true);
+        StageRow(ref sm, stage + g * DqRow + 4 * tq, dq, false, g);
+        StageRow(ref sm, stage + (g + 8) * DqRow + 4 * tq, dq, true, g);
         WG.FenceProxyAsync();
         Warp.Barrier();
-        int q = q0 + 16 * warp + lane;
-        if (lane < 16 && q < seq) WG.BulkReduceAdd(ref a.DQ[(rowTok + q) * dqStride + qHead + 64 * wg], ref sm, stage + lane * DqRow, 256);
+        int first = q0 + 16 * warp, rows = seq - first < 16 ? seq - first : 16;
+        if (lane == 0 && rows > 0) WG.BulkReduceAdd(ref a.DQ[((piece + wg) * seq + first) * 64], ref sm, stage, 256 * rows);
     }
 
-    /// <summary>One row of a 64 × 64 accumulator (<paramref name="second"/>: fields Z, W) as floats at <paramref name="at"/> + 16j (columns 8j + 2tq, + 1).</summary>
+    /// <summary>One row of a 64 × 64 accumulator (<paramref name="second"/>: fields Z, W) as floats at <paramref name="at"/>, chunk j (columns 8j + 2tq, + 1) at chunk j ⊕ <paramref name="swizzle"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StageRow(ref ushort sm, int at, Acc64 acc, bool second)
+    private static void StageRow(ref ushort sm, int at, Acc64 acc, bool second, int swizzle)
     {
-        StagePair(ref sm, at, acc.C0, second); StagePair(ref sm, at + 16, acc.C1, second); StagePair(ref sm, at + 32, acc.C2, second); StagePair(ref sm, at + 48, acc.C3, second);
-        StagePair(ref sm, at + 64, acc.C4, second); StagePair(ref sm, at + 80, acc.C5, second); StagePair(ref sm, at + 96, acc.C6, second); StagePair(ref sm, at + 112, acc.C7, second);
+        StagePair(ref sm, at + 16 * swizzle, acc.C0, second); StagePair(ref sm, at + 16 * (1 ^ swizzle), acc.C1, second);
+        StagePair(ref sm, at + 16 * (2 ^ swizzle), acc.C2, second); StagePair(ref sm, at + 16 * (3 ^ swizzle), acc.C3, second);
+        StagePair(ref sm, at + 16 * (4 ^ swizzle), acc.C4, second); StagePair(ref sm, at + 16 * (5 ^ swizzle), acc.C5, second);
+        StagePair(ref sm, at + 16 * (6 ^ swizzle), acc.C6, second); StagePair(ref sm, at + 16 * (7 ^ swizzle), acc.C7, second);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -352,7 +352,12 @@ public static class TensorCore
     private static void EmitMatrixLoad(PTXCodeGenerator cg, Value value, string instruction)
     {
         var call = (MethodCall)value;
-        var address = SharedAddress(cg, call[0].Resolve(), call[1].Resolve());
+        EmitLoad4(cg, call, instruction, SharedAddress(cg, call[0].Resolve(), call[1].Resolve()));
+    }
+
+    /// <summary><paramref name="instruction"/> {four registers of the call's result}, [<paramref name="address"/>]; the address register is freed.</summary>
+    private static void EmitLoad4(PTXCodeGenerator cg, MethodCall call, string instruction, Registers.HardwareRegister address)
+    {
         var d = Targets(cg, call, 4);
         using (var command = cg.BeginCommand(instruction))
         {
@@ -391,14 +396,7 @@ public static class TensorCore
     private static void EmitLoadGlobal16(PTXBackend backend, PTXCodeGenerator cg, Value value)
     {
         var call = (MethodCall)value;
-        var address = GlobalAddress(cg, call[0].Resolve(), call[1].Resolve());
-        var d = Targets(cg, call, 4);
-        using (var command = cg.BeginCommand("ld.global.nc.v4.u32"))
-        {
-            command.AppendVectorArgument(d);
-            command.AppendArgumentValue(address);
-        }
-        cg.FreeRegister(address);
+        EmitLoad4(cg, call, "ld.global.nc.v4.u32", GlobalAddress(cg, call[0].Resolve(), call[1].Resolve()));
     }
 
     private static void EmitStoreGlobal16(PTXBackend backend, PTXCodeGenerator cg, Value value)

@@ -219,7 +219,7 @@ public static class WarpgroupMma
     /// <c>cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32</c>, then <c>cp.async.bulk.commit_group</c> (SM_90):
     /// the copy engine adds <paramref name="bytes"/> / 4 floats from <paramref name="shared"/> + <paramref name="element"/>
     /// to <paramref name="global"/> and the floats after it, in one operation (both 16-byte aligned, <paramref name="bytes"/>
-    /// a constant multiple of 16). The threads that wrote the source make it visible with <see cref="FenceProxyAsync"/> and
+    /// a positive multiple of 16). The threads that wrote the source make it visible with <see cref="FenceProxyAsync"/> and
     /// a barrier first; it may be written again after <see cref="BulkWaitRead"/>.
     /// </summary>
     [IntrinsicImplementation]
@@ -429,19 +429,21 @@ public static class WarpgroupMma
         cg.FreeRegister(address);
     }
 
-    /// <summary>Arguments (global, shared, element, bytes): one bulk reduction and its commit.</summary>
+    /// <summary>Arguments (global, shared, element, bytes): one bulk reduction and its commit; a constant size is checked here.</summary>
     private static void EmitBulkReduceAdd(PTXBackend backend, PTXCodeGenerator cg, Value value)
     {
         var call = (MethodCall)value;
-        int bytes = Constant(call, 3, "bytes");
-        if (bytes <= 0 || bytes % 16 != 0) throw new InvalidOperationException($"WarpgroupMma: bulk reductions move a positive multiple of 16 bytes, got {bytes}");
+        var size = call[3].Resolve();
+        if (size is PrimitiveValue constant && (constant.Int32Value <= 0 || constant.Int32Value % 16 != 0))
+            throw new InvalidOperationException($"WarpgroupMma: bulk reductions move a positive multiple of 16 bytes, got {constant.Int32Value}");
+        var bytes = cg.EnsureHardwareRegister(cg.LoadPrimitive(size));
         var target = TensorCore.GlobalAddress(cg, call[0].Resolve());
         var source = TensorCore.SharedAddress(cg, call[1].Resolve(), call[2].Resolve());
         using (var command = cg.BeginCommand("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32"))
         {
             command.AppendArgumentValue(target);
             command.AppendArgumentValue(source);
-            command.AppendConstant((long)bytes);
+            command.AppendArgument(bytes);
         }
         cg.Command("cp.async.bulk.commit_group", null);
         cg.FreeRegister(target);
