@@ -208,10 +208,8 @@ public sealed class FlashAttention(GpuDevice device)
         }
         else
         {
-            // Δ and the cleared dQ accumulator in one pass, a warp per four (token, head) rows (clearing every element, it
-            // serves either order of the accumulator).
-            int rowsPerGroup = FlashKernels.PrepareThreads / 32 * FlashKernels.PrepareRowsPerWarp;
-            _prepare(device.Stream, new KernelConfig((int)((deltaLength + rowsPerGroup - 1) / rowsPerGroup), FlashKernels.PrepareThreads), new DeltaArgs
+            // Δ and the cleared dQ accumulator in one pass (clearing every element, it serves either order of the accumulator).
+            _prepare(device.Stream, new KernelConfig((int)((deltaLength + FlashKernels.PrepareRows - 1) / FlashKernels.PrepareRows), FlashKernels.PrepareThreads), new DeltaArgs
             {
                 O = o.View, DO = dO.View, OOffset = o.Layout.Offset, OStride = o.Layout.TokenStride, DOOffset = dO.Layout.Offset, DOStride = dO.Layout.TokenStride,
                 Delta = delta, DQ = dqAccumulator, Tokens = (int)tokens, Seq = batch.Seq, Heads = heads, HeadDim = headDim,

@@ -1,5 +1,6 @@
 using ILGPU;
 using TC = ModelGen.Backends.Ilgpu.Kernels.TensorCore;
+using static ModelGen.Backends.Ilgpu.Kernels.RowChunks;
 
 namespace ModelGen.Backends.Ilgpu.Kernels;
 
@@ -55,10 +56,8 @@ public static class AnchorKernels
     /// Group (head, 256 queries, row), heads fastest so that the groups running at once read whole token rows: per query,
     /// Δ = dO·O, and for a query after the anchor (within the window) P = exp(q·k₀·scale − lse), dS = P·(dO·v₀ − Δ); the
     /// dQ accumulator row is set to dS·k₀ (0 without an anchor pair), and the group's sums of dS·q and P·dO are added to
-    /// <see cref="AnchorArgs.Sums"/>. Eight lanes share a query (lane j of the eight holds elements 8j..8j+7 and
-    /// 64+8j..64+8j+7, each eight in one 16-byte load), so a warp works on four queries at once, each of its loads covers
-    /// whole 128-byte lines and each dot product takes three shuffles; a warp loads two such sets before it uses either.
-    /// Head dims 64 and 128.
+    /// <see cref="AnchorArgs.Sums"/>. Eight lanes share a query (<see cref="RowChunks"/>), four queries at a time; a warp
+    /// loads two such sets before it uses either. Head dims 64 and 128.
     /// </summary>
     public static void Prepare(AnchorArgs a)
     {
@@ -66,13 +65,11 @@ public static class AnchorKernels
         int lane = Group.IdxX & 31, warp = Group.IdxX >> 5, h = Grid.IdxX, row = Grid.IdxZ;
         int kvh = h / (a.Heads / a.KvHeads), anchor = a.AnchorLengths[row];
         bool two = a.HeadDim > 64;                             // head dim 64: one chunk per lane (the second repeats it, unused)
-        int sub = lane >> 3, e0 = 8 * (lane & 7), e1 = two ? e0 + 64 : e0;
+        int sub = lane >> 3;
+        var (e0, e1) = RowChunks.Elements(lane, a.HeadDim);
         long rowTok = (long)row * a.Seq;
-        ref ushort gk = ref a.K[0];
-        ref ushort gv = ref a.V[0];
-        long k0 = a.KOffset + rowTok * a.KStride + (long)kvh * a.HeadDim, v0 = a.VOffset + rowTok * a.VStride + (long)kvh * a.HeadDim;
-        var key = new Chunks { A = TC.LoadGlobal16(ref gk, k0 + e0), B = TC.LoadGlobal16(ref gk, k0 + e1) };
-        var value = new Chunks { A = TC.LoadGlobal16(ref gv, v0 + e0), B = TC.LoadGlobal16(ref gv, v0 + e1) };
+        var key = RowChunks.Load(a.K, a.KOffset + rowTok * a.KStride + (long)kvh * a.HeadDim, e0, e1);
+        var value = RowChunks.Load(a.V, a.VOffset + rowTok * a.VStride + (long)kvh * a.HeadDim, e0, e1);
         Sums sums = default;
         int first = Grid.IdxY * Queries + 32 * warp + sub;
         for (int t = 0; t < 32; t += 8)
@@ -120,12 +117,6 @@ public static class AnchorKernels
         a.DV[at] = Bf16.FromFloat(Bf16.ToFloat(a.DV[at]) + a.Sums[sums + a.HeadDim]);
     }
 
-    /// <summary>A lane's two chunks of eight bf16 of one row (elements 8j..8j+7 and 64+8j..64+8j+7).</summary>
-    private struct Chunks
-    {
-        public U4 A, B;
-    }
-
     /// <summary>Eight fp32 values, a chunk's elements in order.</summary>
     private struct F8
     {
@@ -149,15 +140,11 @@ public static class AnchorKernels
     {
         int qc = q < a.Seq ? q : a.Seq - 1;
         long token = rowTok + qc, head = (long)h * a.HeadDim;
-        ref ushort go = ref a.O[0];
-        ref ushort gg = ref a.DO[0];
-        ref ushort gq = ref a.Q[0];
-        long o = a.OOffset + token * a.OStride + head, g = a.DOOffset + token * a.DOStride + head, x = a.QOffset + token * a.QStride + head;
         return new QueryRows
         {
-            O = new Chunks { A = TC.LoadGlobal16(ref go, o + e0), B = TC.LoadGlobal16(ref go, o + e1) },
-            G = new Chunks { A = TC.LoadGlobal16(ref gg, g + e0), B = TC.LoadGlobal16(ref gg, g + e1) },
-            Q = new Chunks { A = TC.LoadGlobal16(ref gq, x + e0), B = TC.LoadGlobal16(ref gq, x + e1) },
+            O = RowChunks.Load(a.O, a.OOffset + token * a.OStride + head, e0, e1),
+            G = RowChunks.Load(a.DO, a.DOOffset + token * a.DOStride + head, e0, e1),
+            Q = RowChunks.Load(a.Q, a.QOffset + token * a.QStride + head, e0, e1),
             Lse = a.Lse[((long)row * a.Heads + h) * a.Seq + qc],
         };
     }
@@ -170,13 +157,12 @@ public static class AnchorKernels
 
     private static Terms Dots(in QueryRows r, in Chunks key, in Chunks value, bool two)
     {
-        // The second chunk weighs 0 on head dim 64, where it repeats the first (a select, not a branch between the sums).
         float w = two ? 1f : 0f;
         return new Terms
         {
-            Delta = Sum8(Dot(r.G.A, r.O.A) + w * Dot(r.G.B, r.O.B)),
-            S = Sum8(Dot(r.Q.A, key.A) + w * Dot(r.Q.B, key.B)),
-            Dp = Sum8(Dot(r.G.A, value.A) + w * Dot(r.G.B, value.B)),
+            Delta = RowChunks.Sum8(RowChunks.Dot(r.G, r.O, w)),
+            S = RowChunks.Sum8(RowChunks.Dot(r.Q, key, w)),
+            Dp = RowChunks.Sum8(RowChunks.Dot(r.G, value, w)),
         };
     }
 
@@ -197,14 +183,6 @@ public static class AnchorKernels
         sums.VB = Axpy(sums.VB, p, r.G.B);
     }
 
-    private static float Lo(uint x) => Interop.IntAsFloat(x << 16);
-    private static float Hi(uint x) => Interop.IntAsFloat(x & 0xFFFF0000u);
-
-    /// <summary>Σ of the eight bf16 products of two chunks, in element order.</summary>
-    private static float Dot(U4 x, U4 y) =>
-        Lo(x.X) * Lo(y.X) + Hi(x.X) * Hi(y.X) + Lo(x.Y) * Lo(y.Y) + Hi(x.Y) * Hi(y.Y)
-        + Lo(x.Z) * Lo(y.Z) + Hi(x.Z) * Hi(y.Z) + Lo(x.W) * Lo(y.W) + Hi(x.W) * Hi(y.W);
-
     /// <summary>sum + s·x, element by element.</summary>
     private static F8 Axpy(F8 sum, float s, U4 x) => new()
     {
@@ -223,14 +201,6 @@ public static class AnchorKernels
     {
         shared[at] = x.Lo.X; shared[at + 1] = x.Lo.Y; shared[at + 2] = x.Lo.Z; shared[at + 3] = x.Lo.W;
         shared[at + 4] = x.Hi.X; shared[at + 5] = x.Hi.Y; shared[at + 6] = x.Hi.Z; shared[at + 7] = x.Hi.W;
-    }
-
-    /// <summary>The sum over the eight lanes of this lane's query (three shuffles, written out: ILGPU does not unroll loops).</summary>
-    private static float Sum8(float x)
-    {
-        x += Warp.ShuffleXor(x, 1);
-        x += Warp.ShuffleXor(x, 2);
-        return x + Warp.ShuffleXor(x, 4);
     }
 
     /// <summary>Each sum added over the warp's four queries (lanes 8 and 16 apart).</summary>

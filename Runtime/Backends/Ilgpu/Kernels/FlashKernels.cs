@@ -206,72 +206,50 @@ public static partial class FlashKernels
     /// <summary>Threads per group of <see cref="BackwardPrepare"/>.</summary>
     public const int PrepareThreads = 256;
 
-    /// <summary>(token, head) rows per warp of <see cref="BackwardPrepare"/>.</summary>
-    public const int PrepareRowsPerWarp = 4;
+    /// <summary>(token, head) rows per group of <see cref="BackwardPrepare"/>: 32 per warp, eight at a time.</summary>
+    public const int PrepareRows = 256;
 
     /// <summary>
-    /// Before the backward kernel, a warp per four (token, head) rows: Δ = Σ_d dO·O in fp32 and the rows of the fp32 dQ
-    /// accumulator cleared. Lane l reads elements 4l..4l+3 of each 128-element block (8-byte loads, so a warp reads a row
-    /// in one coalesced request; the four rows' loads are all issued before the sums, to keep more bytes in flight) and
-    /// warp sums finish Δ.
+    /// Before the backward kernel: Δ = Σ_d dO·O in fp32 per (token, head) row, and the fp32 dQ accumulator cleared (every
+    /// element, so either of its orders). Eight lanes share a row (<see cref="RowChunks"/>), four rows at a time, and a
+    /// warp loads two such sets before it uses either; rows past the end read the last one and write nothing.
     /// </summary>
     public static void BackwardPrepare(DeltaArgs a)
     {
-        int lane = Group.IdxX & 31;
-        // Row r is (token r / Heads, head r % Heads); tokens × heads < 2^31 (checked by the caller), so 32-bit division
-        // (64-bit division is a long software routine on the GPU), once per warp.
-        int first = (Grid.IdxX * (PrepareThreads / 32) + (Group.IdxX >> 5)) * PrepareRowsPerWarp, rows = a.Tokens * a.Heads;
-        if (first >= rows) return;                                           // whole warps leave together
-        int token = first / a.Heads, h = first - token * a.Heads;
-        // Rows past the end read the last row again and write nothing.
-        var (t1, h1) = Next(a, token, h, rows);
-        var (t2, h2) = Next(a, t1, h1, rows);
-        var (t3, h3) = Next(a, t2, h2, rows);
-        var o = a.O.Cast<ulong>();
-        var dO = a.DO.Cast<ulong>();
-        var dq = a.DQ.Cast<ulong>();
-        long o0 = RowAt(a, token, h, a.OOffset, a.OStride), o1 = RowAt(a, t1, h1, a.OOffset, a.OStride);
-        long o2 = RowAt(a, t2, h2, a.OOffset, a.OStride), o3 = RowAt(a, t3, h3, a.OOffset, a.OStride);
-        long g0 = RowAt(a, token, h, a.DOOffset, a.DOStride), g1 = RowAt(a, t1, h1, a.DOOffset, a.DOStride);
-        long g2 = RowAt(a, t2, h2, a.DOOffset, a.DOStride), g3 = RowAt(a, t3, h3, a.DOOffset, a.DOStride);
-        int valid = rows - first < PrepareRowsPerWarp ? rows - first : PrepareRowsPerWarp;
-        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-        for (int d = 4 * lane; d < a.HeadDim; d += 128)
+        int lane = Group.IdxX & 31, warp = Group.IdxX >> 5;
+        var (e0, e1) = RowChunks.Elements(lane, a.HeadDim);
+        float w = a.HeadDim > 64 ? 1f : 0f;
+        // Tokens × heads < 2^31 (checked by the caller): 32-bit row numbers and divisions.
+        int rows = a.Tokens * a.Heads, first = Grid.IdxX * PrepareRows + 32 * warp + (lane >> 3);
+        for (int t = 0; t < 32; t += 8)
         {
-            ulong x0 = o[(o0 + d) >> 2], y0 = dO[(g0 + d) >> 2], x1 = o[(o1 + d) >> 2], y1 = dO[(g1 + d) >> 2];
-            ulong x2 = o[(o2 + d) >> 2], y2 = dO[(g2 + d) >> 2], x3 = o[(o3 + d) >> 2], y3 = dO[(g3 + d) >> 2];
-            s0 += Bf16.Unpack4(x0).Dot(Bf16.Unpack4(y0));
-            s1 += Bf16.Unpack4(x1).Dot(Bf16.Unpack4(y1));
-            s2 += Bf16.Unpack4(x2).Dot(Bf16.Unpack4(y2));
-            s3 += Bf16.Unpack4(x3).Dot(Bf16.Unpack4(y3));
-            // The warp's rows are consecutive in the accumulator [tokens, Heads, D].
-            for (int r = 0; r < valid; r++)
-            {
-                long at = ((long)(first + r) * a.HeadDim + d) >> 1;
-                dq[at] = 0UL;
-                dq[at + 1] = 0UL;
-            }
-        }
-        for (int offset = 16; offset > 0; offset >>= 1)
-        {
-            s0 += Warp.ShuffleXor(s0, offset);
-            s1 += Warp.ShuffleXor(s1, offset);
-            s2 += Warp.ShuffleXor(s2, offset);
-            s3 += Warp.ShuffleXor(s3, offset);
-        }
-        if (lane < valid)
-        {
-            int t = lane == 0 ? token : lane == 1 ? t1 : lane == 2 ? t2 : t3, hh = lane == 0 ? h : lane == 1 ? h1 : lane == 2 ? h2 : h3;
-            int b = t / a.Seq;
-            a.Delta[((long)b * a.Heads + hh) * a.Seq + (t - b * a.Seq)] = lane == 0 ? s0 : lane == 1 ? s1 : lane == 2 ? s2 : s3;
+            int r0 = first + t, r1 = r0 + 4;
+            int c0 = r0 < rows ? r0 : rows - 1, c1 = r1 < rows ? r1 : rows - 1;
+            int t0 = c0 / a.Heads, t1 = c1 / a.Heads, h0 = c0 - t0 * a.Heads, h1 = c1 - t1 * a.Heads;
+            var o0 = RowChunks.Load(a.O, RowAt(a, t0, h0, a.OOffset, a.OStride), e0, e1);
+            var g0 = RowChunks.Load(a.DO, RowAt(a, t0, h0, a.DOOffset, a.DOStride), e0, e1);
+            var o1 = RowChunks.Load(a.O, RowAt(a, t1, h1, a.OOffset, a.OStride), e0, e1);
+            var g1 = RowChunks.Load(a.DO, RowAt(a, t1, h1, a.DOOffset, a.DOStride), e0, e1);
+            float d0 = RowChunks.Sum8(RowChunks.Dot(g0, o0, w)), d1 = RowChunks.Sum8(RowChunks.Dot(g1, o1, w));
+            DeltaRow(a, r0, rows, t0, h0, d0, e0, e1, lane);
+            DeltaRow(a, r1, rows, t1, h1, d1, e0, e1, lane);
         }
     }
 
-    /// <summary>The (token, head) row after (<paramref name="token"/>, <paramref name="h"/>), or that row again at the end.</summary>
-    private static (int Token, int Head) Next(in DeltaArgs a, int token, int h, int rows)
+    /// <summary>Row <paramref name="r"/>'s Δ (from the first of its eight lanes) and its cleared accumulator chunks.</summary>
+    private static void DeltaRow(in DeltaArgs a, int r, int rows, int token, int h, float delta, int e0, int e1, int lane)
     {
-        if ((long)token * a.Heads + h + 1 >= rows) return (token, h);
-        return h + 1 < a.Heads ? (token, h + 1) : (token + 1, 0);
+        if (r >= rows) return;
+        int b = token / a.Seq;
+        if ((lane & 7) == 0) a.Delta[((long)b * a.Heads + h) * a.Seq + (token - b * a.Seq)] = delta;
+        long at = (long)r * a.HeadDim;
+        TensorCore.StoreGlobal16(ref a.DQ[at + e0], default);
+        TensorCore.StoreGlobal16(ref a.DQ[at + e0 + 4], default);
+        if (e1 != e0)
+        {
+            TensorCore.StoreGlobal16(ref a.DQ[at + e1], default);
+            TensorCore.StoreGlobal16(ref a.DQ[at + e1 + 4], default);
+        }
     }
 
     /// <summary>The first element of (<paramref name="token"/>, <paramref name="h"/>) in an operand at <paramref name="offset"/> with token stride <paramref name="stride"/>.</summary>
