@@ -157,7 +157,8 @@ public sealed class FlashAttention(GpuDevice device)
 
     /// <summary>
     /// Gradients of the forward pass: dQ, dK, dV (bf16) from dO, the forward output and its log-sum-exp.
-    /// <paramref name="scratch"/> holds Δ [rows·heads·seq], the fp32 dQ accumulator [tokens·heads·D], the queries' key
+    /// <paramref name="scratch"/> holds Δ [rows·heads·seq], the fp32 dQ accumulator (tokens·heads·D, token-major or, for the
+    /// warpgroup-MMA kernel, in the order of <see cref="FlashKernels.SwizzledDqIndex"/>), the queries' key
     /// spans [tokens·4] and the anchor key's gradient sums [rows·heads·2·D] (<see cref="BackwardScratchLength"/> floats).
     /// </summary>
     public void Backward<TMask>(FlashOperand q, FlashOperand k, FlashOperand v, FlashOperand o, FlashOperand dO, ArrayView<float> lse,
