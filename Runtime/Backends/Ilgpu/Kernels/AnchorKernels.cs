@@ -64,9 +64,8 @@ public static class AnchorKernels
         var partial = SharedMemory.Allocate<float>(8 * 256);
         int lane = Group.IdxX & 31, warp = Group.IdxX >> 5, h = Grid.IdxX, row = Grid.IdxZ;
         int kvh = h / (a.Heads / a.KvHeads), anchor = a.AnchorLengths[row];
-        bool two = a.HeadDim > 64;                             // head dim 64: one chunk per lane (the second repeats it, unused)
         int sub = lane >> 3;
-        var (e0, e1) = RowChunks.Elements(lane, a.HeadDim);
+        var (e0, e1, two) = RowChunks.Elements(lane, a.HeadDim);   // head dim 64: one chunk per lane (the second repeats it, unused)
         long rowTok = (long)row * a.Seq;
         var key = RowChunks.Load(a.K, a.KOffset + rowTok * a.KStride + (long)kvh * a.HeadDim, e0, e1);
         var value = RowChunks.Load(a.V, a.VOffset + rowTok * a.VStride + (long)kvh * a.HeadDim, e0, e1);
@@ -157,12 +156,11 @@ public static class AnchorKernels
 
     private static Terms Dots(in QueryRows r, in Chunks key, in Chunks value, bool two)
     {
-        float w = two ? 1f : 0f;
         return new Terms
         {
-            Delta = RowChunks.Sum8(RowChunks.Dot(r.G, r.O, w)),
-            S = RowChunks.Sum8(RowChunks.Dot(r.Q, key, w)),
-            Dp = RowChunks.Sum8(RowChunks.Dot(r.G, value, w)),
+            Delta = RowChunks.Sum8(RowChunks.Dot(r.G, r.O, two)),
+            S = RowChunks.Sum8(RowChunks.Dot(r.Q, key, two)),
+            Dp = RowChunks.Sum8(RowChunks.Dot(r.G, value, two)),
         };
     }
 

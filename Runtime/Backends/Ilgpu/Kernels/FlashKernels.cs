@@ -217,8 +217,7 @@ public static partial class FlashKernels
     public static void BackwardPrepare(DeltaArgs a)
     {
         int lane = Group.IdxX & 31, warp = Group.IdxX >> 5;
-        var (e0, e1) = RowChunks.Elements(lane, a.HeadDim);
-        float w = a.HeadDim > 64 ? 1f : 0f;
+        var (e0, e1, two) = RowChunks.Elements(lane, a.HeadDim);
         // Tokens × heads < 2^31 (checked by the caller): 32-bit row numbers and divisions.
         int rows = a.Tokens * a.Heads, first = Grid.IdxX * PrepareRows + 32 * warp + (lane >> 3);
         for (int t = 0; t < 32; t += 8)
@@ -230,14 +229,14 @@ public static partial class FlashKernels
             var g0 = RowChunks.Load(a.DO, RowAt(a, t0, h0, a.DOOffset, a.DOStride), e0, e1);
             var o1 = RowChunks.Load(a.O, RowAt(a, t1, h1, a.OOffset, a.OStride), e0, e1);
             var g1 = RowChunks.Load(a.DO, RowAt(a, t1, h1, a.DOOffset, a.DOStride), e0, e1);
-            float d0 = RowChunks.Sum8(RowChunks.Dot(g0, o0, w)), d1 = RowChunks.Sum8(RowChunks.Dot(g1, o1, w));
-            DeltaRow(a, r0, rows, t0, h0, d0, e0, e1, lane);
-            DeltaRow(a, r1, rows, t1, h1, d1, e0, e1, lane);
+            float d0 = RowChunks.Sum8(RowChunks.Dot(g0, o0, two)), d1 = RowChunks.Sum8(RowChunks.Dot(g1, o1, two));
+            DeltaRow(a, r0, rows, t0, h0, d0, e0, e1, two, lane);
+            DeltaRow(a, r1, rows, t1, h1, d1, e0, e1, two, lane);
         }
     }
 
     /// <summary>Row <paramref name="r"/>'s Δ (from the first of its eight lanes) and its cleared accumulator chunks.</summary>
-    private static void DeltaRow(in DeltaArgs a, int r, int rows, int token, int h, float delta, int e0, int e1, int lane)
+    private static void DeltaRow(in DeltaArgs a, int r, int rows, int token, int h, float delta, int e0, int e1, bool two, int lane)
     {
         if (r >= rows) return;
         int b = token / a.Seq;
@@ -245,7 +244,7 @@ public static partial class FlashKernels
         long at = (long)r * a.HeadDim;
         TensorCore.StoreGlobal16(ref a.DQ[at + e0], default);
         TensorCore.StoreGlobal16(ref a.DQ[at + e0 + 4], default);
-        if (e1 != e0)
+        if (two)
         {
             TensorCore.StoreGlobal16(ref a.DQ[at + e1], default);
             TensorCore.StoreGlobal16(ref a.DQ[at + e1 + 4], default);
@@ -321,6 +320,7 @@ public static partial class FlashKernels
         TensorCore.StoreGlobal16(ref a.Output.Cast<float>()[4L * index], packed);
     }
 
+    /// <summary>Two fp32 values (their bits) times <paramref name="scale"/>, rounded to a bf16 pair, <paramref name="lo"/> in the low half.</summary>
     private static uint Pack(uint lo, uint hi, float scale) => TensorCore.Pack(Interop.IntAsFloat(lo) * scale, Interop.IntAsFloat(hi) * scale);
 
     /// <summary>Output = bf16(Input × Scale), four elements per thread (two 8-byte loads, one 8-byte store; the length a multiple of 4).</summary>
@@ -328,8 +328,6 @@ public static partial class FlashKernels
     {
         var input = a.Input.Cast<ulong>();
         ulong x = input[2L * index], y = input[2L * index + 1];
-        uint lo = TensorCore.Pack(Interop.IntAsFloat((uint)x) * a.Scale, Interop.IntAsFloat((uint)(x >> 32)) * a.Scale);
-        uint hi = TensorCore.Pack(Interop.IntAsFloat((uint)y) * a.Scale, Interop.IntAsFloat((uint)(y >> 32)) * a.Scale);
-        a.Output.Cast<ulong>()[index] = lo | ((ulong)hi << 32);
+        a.Output.Cast<ulong>()[index] = Pack((uint)x, (uint)(x >> 32), a.Scale) | ((ulong)Pack((uint)y, (uint)(y >> 32), a.Scale) << 32);
     }
 }

@@ -17,11 +17,12 @@ internal static class RowChunks
         public U4 A, B;
     }
 
-    /// <summary>The first elements of this lane's two chunks (the same one twice on head dim 64).</summary>
-    internal static (int E0, int E1) Elements(int lane, int headDim)
+    /// <summary>The first elements of this lane's two chunks, and whether the second is its own (false on head dim 64, where it repeats the first).</summary>
+    internal static (int E0, int E1, bool Two) Elements(int lane, int headDim)
     {
         int e0 = 8 * (lane & 7);
-        return (e0, headDim > 64 ? e0 + 64 : e0);
+        bool two = headDim > 64;
+        return (e0, two ? e0 + 64 : e0, two);
     }
 
     /// <summary>The chunks of the row at element <paramref name="row"/> of <paramref name="view"/>.</summary>
@@ -40,8 +41,8 @@ internal static class RowChunks
         Lo(x.X) * Lo(y.X) + Hi(x.X) * Hi(y.X) + Lo(x.Y) * Lo(y.Y) + Hi(x.Y) * Hi(y.Y)
         + Lo(x.Z) * Lo(y.Z) + Hi(x.Z) * Hi(y.Z) + Lo(x.W) * Lo(y.W) + Hi(x.W) * Hi(y.W);
 
-    /// <summary>This lane's part of a row's dot product: the first chunks', plus the second ones' weighted by <paramref name="w"/> (0 on head dim 64; a select, not a branch).</summary>
-    internal static float Dot(in Chunks x, in Chunks y, float w) => Dot(x.A, y.A) + w * Dot(x.B, y.B);
+    /// <summary>This lane's part of a row's dot product: the first chunks', plus the second ones' where <paramref name="two"/> (weighted 0 otherwise: a select, not a branch).</summary>
+    internal static float Dot(in Chunks x, in Chunks y, bool two) => Dot(x.A, y.A) + (two ? 1f : 0f) * Dot(x.B, y.B);
 
     /// <summary>The sum over the eight lanes of this lane's row (three shuffles, written out: ILGPU does not unroll loops).</summary>
     internal static float Sum8(float x)

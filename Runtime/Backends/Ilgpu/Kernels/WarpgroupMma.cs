@@ -410,18 +410,14 @@ public static class WarpgroupMma
         foreach (var r in descriptors.Append(sb)) cg.FreeRegister(r);
     }
 
+    /// <summary><c>st.shared.v2.f32</c> [address], {x, y}.</summary>
     private static void EmitStoreShared64(PTXBackend backend, PTXCodeGenerator cg, Value value)
     {
         var call = (MethodCall)value;
-        EmitPair(cg, "st.shared.v2.f32", TensorCore.SharedAddress(cg, call[0].Resolve(), call[1].Resolve()), call[2].Resolve(), call[3].Resolve());
-    }
-
-    /// <summary><paramref name="op"/> [address], {x, y}: a two-float vector store; the address register is freed.</summary>
-    private static void EmitPair(PTXCodeGenerator cg, string op, Registers.HardwareRegister address, Value xValue, Value yValue)
-    {
-        var x = cg.EnsureHardwareRegister(cg.LoadPrimitive(xValue));
-        var y = cg.EnsureHardwareRegister(cg.LoadPrimitive(yValue));
-        using (var command = cg.BeginCommand(op))
+        var address = TensorCore.SharedAddress(cg, call[0].Resolve(), call[1].Resolve());
+        var x = cg.EnsureHardwareRegister(cg.LoadPrimitive(call[2].Resolve()));
+        var y = cg.EnsureHardwareRegister(cg.LoadPrimitive(call[3].Resolve()));
+        using (var command = cg.BeginCommand("st.shared.v2.f32"))
         {
             command.AppendArgumentValue(address);
             command.AppendVectorArgument(new[] { x, y });
