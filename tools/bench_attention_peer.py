@@ -6,7 +6,8 @@ way ModelGen does (warm-up calls, then timed calls each followed by a synchroniz
   - causal without a window: SDPA (flash backend) forward, backward, forward+backward;
   - every other mask: FlexAttention (torch.compile'd) with a block mask built once ("flex"), and with the block mask
     built by torch.compile'd create_block_mask inside every call ("+mask" kernels: what a training step pays per
-    batch, as AnchorContext does). Compile time is excluded (it happens in the warm-up calls).
+    batch, as AnchorContext does), compiled with static shapes: one graph per length, the cheapest calls (see below).
+    Compile time is excluded (it happens in the warm-up calls).
 For every case with a "check" folder it compares ModelGen's O, LSE, dQ, dK, dV and PyTorch's own bf16 kernel (SDPA or
 Flex) against an fp32 reference (TF32 off, per head, with autograd) and prints one line per tensor:
   bound for O, dQ, dK, dV: ours' relative RMS error <= 2x PyTorch's and ours' max |error| <= 4x PyTorch's;
@@ -31,7 +32,12 @@ dev = "cuda"
 gqa = KV != H
 scale = 1.0 / math.sqrt(D)
 flex = torch.compile(flex_attention, dynamic=False)
-cbm = torch.compile(create_block_mask)
+# The block mask as a trainer at a fixed window length pays it: one static graph per length (compiled in the warm-up
+# calls), then a call per batch. With torch.compile's default (automatic dynamic shapes) the second length seen turns
+# the graph dynamic, and every later case's mask cost 3-10x more: what Flex paid then depended on the cases before it.
+import torch._dynamo.config
+torch._dynamo.config.cache_size_limit = 64
+cbm = torch.compile(create_block_mask, dynamic=False)
 
 
 def timed(fn):

@@ -57,7 +57,11 @@ del xn
 
 # Attention forward: SDPA for causal, FlexAttention (block mask compiled, as AnchorContext does) for document masks.
 flex = torch.compile(flex_attention, dynamic=False)
-cbm = torch.compile(create_block_mask)
+# Static shapes, one graph per length, as in tools/bench_attention_peer.py (automatic dynamic shapes made every length
+# after the first pay for a dynamic graph).
+import torch._dynamo.config
+torch._dynamo.config.cache_size_limit = 64
+cbm = torch.compile(create_block_mask, dynamic=False)
 for case in spec["attention"]:
     S = case["seq"]
     doc = torch.tensor(case["documentIds"], device=dev, dtype=torch.int32)
@@ -91,7 +95,7 @@ S = tm["seq"]
 def anchor(b, h, qi, ki):
     return (qi >= ki) & ((doc[qi] == doc[ki]) | (doc[ki] == 0))
 emit("tilemap", tm["shape"], "flex-create_block_mask-eager", timed(lambda: create_block_mask(anchor, None, None, S, S, device=dev), 1, 3), 0, "ms")
-cbm2 = torch.compile(create_block_mask)
+cbm2 = torch.compile(create_block_mask, dynamic=False)
 t0 = time.perf_counter(); cbm2(anchor, None, None, S, S, device=dev); torch.cuda.synchronize()
 emit("tilemap-compile", tm["shape"], "flex-create_block_mask-compiled", ((time.perf_counter() - t0) * 1e3,) * 2 + (1,), 0, "ms")
 emit("tilemap", tm["shape"], "flex-create_block_mask-compiled", timed(lambda: cbm2(anchor, None, None, S, S, device=dev)), 0, "ms")
