@@ -57,8 +57,8 @@ del xn
 
 # Attention forward: SDPA for causal, FlexAttention (block mask compiled, as AnchorContext does) for document masks.
 flex = torch.compile(flex_attention, dynamic=False)
-# Static shapes, one graph per length, as in tools/bench_attention_peer.py (automatic dynamic shapes made every length
-# after the first pay for a dynamic graph).
+# Static shapes, one graph per length, as in tools/bench_attention_peer.py (with automatic dynamic shapes the second
+# length seen turned the graph dynamic, and later lengths paid for the dynamic graph).
 import torch._dynamo.config
 torch._dynamo.config.cache_size_limit = 64
 cbm = torch.compile(create_block_mask, dynamic=False)
