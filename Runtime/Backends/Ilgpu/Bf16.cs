@@ -54,6 +54,12 @@ public static class Bf16
     /// <summary>bf16 bits → fp32 (exact).</summary>
     public static float ToFloat(ushort value) => Interop.IntAsFloat((uint)value << 16);
 
+    /// <summary>The low bf16 of a packed pair (the first in memory) → fp32 (exact).</summary>
+    public static float Lo(uint pair) => Interop.IntAsFloat(pair << 16);
+
+    /// <summary>The high bf16 of a packed pair (the second in memory) → fp32 (exact).</summary>
+    public static float Hi(uint pair) => Interop.IntAsFloat(pair & 0xFFFF0000u);
+
     /// <summary>Four bf16 packed in a 64-bit word (the first in the low bits, as one 8-byte load reads them) as floats X..W.</summary>
     public static F4 Unpack4(ulong four) => new()
     {

@@ -1,5 +1,6 @@
 using ILGPU;
 using TC = ModelGen.Backends.Ilgpu.Kernels.TensorCore;
+using static ModelGen.Backends.Ilgpu.Bf16;
 using static ModelGen.Backends.Ilgpu.Kernels.RowChunks;
 
 namespace ModelGen.Backends.Ilgpu.Kernels;

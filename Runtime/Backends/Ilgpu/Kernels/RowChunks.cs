@@ -1,5 +1,6 @@
 using ILGPU;
 using TC = ModelGen.Backends.Ilgpu.Kernels.TensorCore;
+using static ModelGen.Backends.Ilgpu.Bf16;
 
 namespace ModelGen.Backends.Ilgpu.Kernels;
 
@@ -31,10 +32,6 @@ internal static class RowChunks
         ref ushort g = ref view[0];
         return new Chunks { A = TC.LoadGlobal16(ref g, row + e0), B = TC.LoadGlobal16(ref g, row + e1) };
     }
-
-    internal static float Lo(uint x) => Interop.IntAsFloat(x << 16);
-
-    internal static float Hi(uint x) => Interop.IntAsFloat(x & 0xFFFF0000u);
 
     /// <summary>Σ of the eight bf16 products of two chunks, in element order.</summary>
     internal static float Dot(U4 x, U4 y) =>

@@ -182,8 +182,8 @@ public static class WarpgroupMma
                         int n = 8 * n8 + col + e;
                         float b00 = Element(ref shared, b + Offset(k0, n, bRegion)), b01 = Element(ref shared, b + Offset(k0 + 1, n, bRegion));
                         float b10 = Element(ref shared, b + Offset(k1, n, bRegion)), b11 = Element(ref shared, b + Offset(k1 + 1, n, bRegion));
-                        d[4 * n8 + e] += Lo(x) * b00 + Hi(x) * b01 + Lo(z) * b10 + Hi(z) * b11;
-                        d[4 * n8 + 2 + e] += Lo(y) * b00 + Hi(y) * b01 + Lo(w) * b10 + Hi(w) * b11;
+                        d[4 * n8 + e] += Bf16.Lo(x) * b00 + Bf16.Hi(x) * b01 + Bf16.Lo(z) * b10 + Bf16.Hi(z) * b11;
+                        d[4 * n8 + 2 + e] += Bf16.Lo(y) * b00 + Bf16.Hi(y) * b01 + Bf16.Lo(w) * b10 + Bf16.Hi(w) * b11;
                     }
             }
         return d;
@@ -246,8 +246,6 @@ public static class WarpgroupMma
     }
 
     private static float Element(ref ushort shared, int element) => Bf16.ToFloat(Unsafe.Add(ref shared, element));
-    private static float Lo(uint x) => Bf16.ToFloat((ushort)x);
-    private static float Hi(uint x) => Bf16.ToFloat((ushort)(x >> 16));
 
     /// <summary>Registers the PTX code of the intrinsics above with a context under construction.</summary>
     public static void Register(Context.Builder builder)
