@@ -136,7 +136,7 @@ public sealed class FlashAttention(GpuDevice device)
             : device.GroupedKernel<FlashForwardArgs<TMask>>(FlashKernels.ForwardKernel<TMask>(headDim)!, bytes);
         var config = new KernelConfig(new Index3D(q.Layout.Heads, QueryBlocks(batch, headDim), batch.Rows), new Index3D(ForwardThreads(headDim), 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
-        launch(device.Stream, config, new FlashForwardArgs<TMask>
+        var args = new FlashForwardArgs<TMask>
         {
             Q = q.View, K = k.View, V = v.View, O = o.View, Lse = lse,
             QOffset = q.Layout.Offset, KOffset = k.Layout.Offset, VOffset = v.Layout.Offset, OOffset = o.Layout.Offset,
@@ -144,7 +144,54 @@ public sealed class FlashAttention(GpuDevice device)
             Seq = batch.Seq, Heads = q.Layout.Heads, KvHeads = k.Layout.Heads, QueryBlocks = QueryBlocks(batch, headDim), KeyTiles = batch.KeyTiles,
             ScaleLog2 = Scale(headDim) * 1.4426950408889634f, Lists = rows.Lists, Counts = rows.Counts, Layouts = batch.Layouts, Mask = kernelMask,
             AnchorWindow = window, AnchorLengths = batch.Layouts.AnchorLengths,
-        });
+        };
+        if (wgmma)
+        {
+            var maps = _maps.For(q, k, v, headDim, batch);
+            args.QMap = maps.SubView(0, TensorMaps.Words);
+            args.KMap = maps.SubView(TensorMaps.Words, TensorMaps.Words);
+            args.VMap = maps.SubView(2 * TensorMaps.Words, TensorMaps.Words);
+        }
+        launch(device.Stream, config, args);
+    }
+
+    private readonly ForwardMaps _maps = new(device);
+
+    /// <summary>
+    /// The warpgroup-MMA forward's tensor maps of Q, K and V (<see cref="TensorMaps"/>), encoded once per operand set and
+    /// kept on the device: a slot is written only when it is new, so no launch in flight ever reads a map being replaced.
+    /// When all <see cref="Slots"/> are taken, the stream is drained and the slots are reused.
+    /// </summary>
+    private sealed class ForwardMaps(GpuDevice device)
+    {
+        private const int Slots = 256;
+        private const int SlotWords = 3 * TensorMaps.Words;
+        private readonly Dictionary<(long, HeadLayout, long, HeadLayout, long, HeadLayout, int, int, int), int> _slots = [];
+        private MemoryBuffer1D<ulong, Stride1D.Dense>? _buffer;
+
+        public ArrayView<ulong> For(FlashOperand q, FlashOperand k, FlashOperand v, int headDim, GpuBatch batch)
+        {
+            var key = (Address(q), q.Layout, Address(k), k.Layout, Address(v), v.Layout, headDim, batch.Seq, batch.Rows);
+            _buffer ??= device.Accelerator.Allocate1D<ulong>(Slots * SlotWords);
+            if (!_slots.TryGetValue(key, out int slot))
+            {
+                if (_slots.Count == Slots)
+                {
+                    device.Synchronize();
+                    _slots.Clear();
+                }
+                var words = new ulong[SlotWords];
+                TensorMaps.Encode(device, "Q", q.View, q.Layout, headDim, batch.Seq, batch.Rows, words.AsSpan(0, TensorMaps.Words));
+                TensorMaps.Encode(device, "K", k.View, k.Layout, headDim, batch.Seq, batch.Rows, words.AsSpan(TensorMaps.Words, TensorMaps.Words));
+                TensorMaps.Encode(device, "V", v.View, v.Layout, headDim, batch.Seq, batch.Rows, words.AsSpan(2 * TensorMaps.Words, TensorMaps.Words));
+                slot = _slots.Count;
+                _buffer.View.SubView(slot * SlotWords, SlotWords).CopyFromCPU(words);
+                _slots.Add(key, slot);
+            }
+            return _buffer.View.SubView(slot * SlotWords, SlotWords);
+        }
+
+        private static long Address(FlashOperand operand) => (long)operand.View.LoadEffectiveAddressAsPtr();
     }
 
     /// <summary>

@@ -80,8 +80,9 @@ public sealed class GpuDevice : IDisposable
             builder.EnableAlgorithms();
             // mma.sync, ldmatrix and cp.async as PTX intrinsics (CPU emulations elsewhere).
             Kernels.TensorCore.Register(builder);
-            // wgmma (Hopper's warpgroup MMA) for the kernels loaded by HopperKernel.
+            // wgmma (Hopper's warpgroup MMA) and TMA loads for the kernels loaded by HopperKernel.
             Kernels.WarpgroupMma.Register(builder);
+            Kernels.Tma.Register(builder);
             // One warp (32 lanes unless asked for fewer) on one multiprocessor: few enough emulated threads that a 2-core
             // CI machine is not swamped (CPUDeviceKind.Nvidia emulates 1024 threads per group, each an OS thread).
             if (kind == GpuKind.Cpu) builder.CPU(new CPUDevice(numThreadsPerWarp: cpuWarpSize, numWarpsPerMultiprocessor: cpuWarpsPerGroup, numMultiprocessors: 1));

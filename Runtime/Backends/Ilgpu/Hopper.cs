@@ -10,7 +10,8 @@ namespace ModelGen.Backends.Ilgpu;
 /// ILGPU 1.5.3 emits <c>.target sm_80</c> on an H100/H200 and knows no architecture-specific (<c>a</c>) targets; the
 /// PTX it writes is otherwise valid for SM_90, so the target line is replaced and the dynamic shared memory is aligned to
 /// 1024 bytes (the period of the 128-byte swizzle the wgmma descriptors read; ILGPU declares 4). The driver then
-/// compiles the PTX for the device as usual.
+/// compiles the PTX for the device as usual. ILGPU's offline compiler writes ISA 8.0; the
+/// version is raised to 8.3 for the tensor-map fence (<see cref="Retarget"/>).
 /// </summary>
 public static partial class Hopper
 {
@@ -30,8 +31,9 @@ public static partial class Hopper
     private static partial Regex DynamicShared();
 
     /// <summary>
-    /// <paramref name="ptx"/> with <c>.target sm_90a</c> and 1024-byte aligned dynamic shared memory, its PTX ISA version
-    /// kept; a clear error when the PTX has no target line or a version below 8.0 (the first with <c>wgmma</c> and the
+    /// <paramref name="ptx"/> with <c>.target sm_90a</c>, 1024-byte aligned dynamic shared memory and PTX ISA 8.3 or later
+    /// (the first with <c>fence.proxy.tensormap</c>, which <see cref="Kernels.Tma.FenceMap"/> emits; a later version is
+    /// kept); a clear error when the PTX has no target line or a version below 8.0 (the first with <c>wgmma</c> and the
     /// bulk copies the kernels use).
     /// </summary>
     public static string Retarget(string ptx)
@@ -44,6 +46,7 @@ public static partial class Hopper
             throw new InvalidOperationException($"Hopper.Retarget: PTX ISA {major}.{minor} has no wgmma (needs 8.0 or later)");
         if (!TargetLine().IsMatch(ptx)) throw new InvalidOperationException("Hopper.Retarget: the PTX has no .target line");
         string result = TargetLine().Replace(ptx, $".target {Target}", 1);
+        if (major == 8 && minor < 3) result = VersionLine().Replace(result, ".version 8.3", 1);
         return DynamicShared().Replace(result, $"$1.align {SharedAlignment}$2");
     }
 

@@ -64,6 +64,7 @@ public static class PtxCompiler
             b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2);
             TensorCore.Register(b);
             WarpgroupMma.Register(b);
+            Tma.Register(b);
         });
         var backend = new PTXBackend(context, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_80, null);
         bool grouped = method.GetParameters().Length == 1;

@@ -41,14 +41,30 @@ public class PtxCompileTests
         }
         if (kernel.StartsWith("WarpgroupGemmKernels", StringComparison.Ordinal) || kernel.StartsWith("HopperFlashKernels", StringComparison.Ordinal))
         {
-            // wgmma exists on sm_90a only: the kernel comes retargeted (ILGPU's offline ISA 8.0 kept: every instruction the
-            // kernels use exists there), with shared memory aligned for the swizzle, through Hopper.WithPtx: the
+            // wgmma exists on sm_90a only: the kernel comes retargeted (ILGPU's offline ISA 8.0 raised to 8.3, the first
+            // with the tensor-map fence), with shared memory aligned for the swizzle, through Hopper.WithPtx: the
             // reflection the device's loader relies on.
             Assert.Contains(".target sm_90a", ptx);
-            Assert.Contains(".version 8.0", ptx);
+            Assert.Contains(".version 8.3", ptx);
             Assert.Contains(".align 1024", ptx);
             Assert.Contains("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", ptx);
             Assert.Contains("wgmma.wait_group.sync.aligned", ptx);
+            if (kernel.StartsWith("HopperFlashKernels.Forward", StringComparison.Ordinal))
+            {
+                // Every tile arrives through the tensor memory accelerator against transaction barriers: Q's four boxes and
+                // each step's eight (K and V, two tiles of two 64-column boxes) are the only loads into shared memory.
+                var loads = System.Text.RegularExpressions.Regex.Matches(ptx,
+                    @"cp\.async\.bulk\.tensor\.4d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes \[%r\d+\], \[%rd\d+, \{%r\d+, %r\d+, %r\d+, %r\d+\}\], \[%r\d+\];").Count;
+                Assert.Equal(4 + 8 + 8, loads);
+                Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(ptx, @"mbarrier\.init\.shared::cta\.b64 \[%r\d+\], 1;").Count);
+                // One arrival announcing the bytes per issue site: Q, the first step's keys, the next step's keys.
+                Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(ptx, @"mbarrier\.arrive\.expect_tx\.shared::cta\.b64 _, \[%r\d+\], %r\d+;").Count);
+                Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(ptx, @"fence\.proxy\.tensormap::generic\.acquire\.gpu \[%rd\d+\], 128;").Count);
+                Assert.Contains("fence.mbarrier_init.release.cluster;", ptx);
+                Assert.Matches(@"mbarrier\.try_wait\.parity\.shared::cta\.b64 %p\d+, \[%r\d+\], %r\d+;", ptx);
+                Assert.DoesNotContain("cp.async.cg", ptx);
+                Assert.DoesNotContain("cp.async.ca", ptx);
+            }
             if (kernel.StartsWith("HopperFlashKernels.Backward", StringComparison.Ordinal))
             {
                 // dQ rows are staged in shared memory and added by the copy engine, the staging reused after its reads.

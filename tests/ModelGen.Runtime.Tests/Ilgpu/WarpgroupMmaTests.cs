@@ -21,8 +21,9 @@ public class WarpgroupMmaTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFixt
         Assert.Contains(".extern .shared .align 1024 .b8 __dyn_shared_alloca[];", ptx);
         Assert.Contains(".version 8.8", ptx);
         Assert.Equal(Ptx.Length + ".align 1024".Length - ".align 4".Length + "sm_90a".Length - "sm_80".Length, ptx.Length);
-        // ILGPU's offline compiler writes ISA 8.0, the first with wgmma: kept as written.
-        Assert.Contains("\n.version 8.0\n", Hopper.Retarget(Ptx.Replace(".version 8.8", ".version 8.0")));
+        // ILGPU's offline compiler writes ISA 8.0, the first with wgmma: raised to 8.3, the first with the tensor-map fence.
+        Assert.Contains("\n.version 8.3\n", Hopper.Retarget(Ptx.Replace(".version 8.8", ".version 8.0")));
+        Assert.Contains("\n.version 8.5\n", Hopper.Retarget(Ptx.Replace(".version 8.8", ".version 8.5")));
     }
 
     [Fact]

@@ -40,6 +40,11 @@ public struct FlashForwardArgs<TMask> where TMask : struct, IAttentionMask
     public int AnchorWindow;
     /// <summary>Anchor length per row (0 or 1), read when <see cref="AnchorWindow"/> is positive.</summary>
     public ArrayView<int> AnchorLengths;
+    /// <summary>
+    /// The warpgroup-MMA kernel's tensor maps of Q, K and V (<see cref="TensorMaps"/>, <see cref="TensorMaps.Words"/>
+    /// words each), through which it loads its tiles; unused by the <c>mma.sync</c> kernels.
+    /// </summary>
+    public ArrayView<ulong> QMap, KMap, VMap;
 }
 
 /// <summary>Arguments of the generated flash backward kernels.</summary>

@@ -14,8 +14,9 @@ namespace ModelGen.Backends.Ilgpu.Kernels;
 /// Forward: a group of two warpgroups owns 128 queries (64 each, as two tiles of the tile map) and walks the key tiles
 /// of its list two at a time, so that every step is 128 keys whatever the tiles' positions: S = Q·Kᵀ (Q and the two
 /// K tiles in shared memory, 8 wgmma of 64×128×16), the online softmax on the accumulators, then O += P·V with P from
-/// registers and V N-major in shared memory (8 wgmma). K and V of the next step load (cp.async) into the second buffer
-/// while this one is computed: one barrier per step. An odd list leaves the last step's second tile zero-filled and
+/// registers and V N-major in shared memory (8 wgmma). Thread 0 issues every load through the tensor memory accelerator
+/// (<see cref="Tma"/>: Q once, then K and V of the next step into the second buffer while this one is computed), each
+/// buffer with its transaction barrier that the warps wait on; one group barrier per step frees the buffer for reuse. An odd list leaves the last step's second tile zero-filled and
 /// masked. Partial tiles test keys against each query's spans (<see cref="IAttentionMask.Spans"/>) or the predicate.
 /// With the anchor key apart (<see cref="FlashForwardArgs{TMask}.AnchorWindow"/>) each query's softmax starts from key 0
 /// and the lists are the intra-document part's. Backward: <see cref="BackwardD128{TMask}"/>, 64 keys per warpgroup.
@@ -39,8 +40,11 @@ public static class HopperFlashKernels
     private const int KBuffers = TileElements;    // Q, then two K buffers, then two V buffers
     private const int VBuffers = 3 * TileElements;
 
-    /// <summary>Dynamic shared memory of the forward kernel, bytes: Q, two K and two V tiles of 128 × 128 bf16.</summary>
-    public const int ForwardSharedBytes = 5 * TileElements * 2;
+    private const int ForwardBarriers = 5 * TileElements;                  // the two K/V buffers' barriers
+    private const int QueryBarrier = ForwardBarriers + 2 * Tma.BarrierElements;
+
+    /// <summary>Dynamic shared memory of the forward kernel, bytes: Q, two K and two V tiles of 128 × 128 bf16, three load barriers.</summary>
+    public const int ForwardSharedBytes = (QueryBarrier + Tma.BarrierElements) * 2;
 
     /// <summary>Flash attention forward, head dim 128, on warpgroup MMA: group (head, 128 queries, row), 256 threads.</summary>
     public static void ForwardD128<TMask>(FlashForwardArgs<TMask> a) where TMask : struct, IAttentionMask
@@ -59,16 +63,41 @@ public static class HopperFlashKernels
         int count = a.Counts[block];
         long listBase = (long)block * a.KeyTiles;
         long qHead = (long)h * HeadDim, kvHead = (long)kvh * HeadDim;
-        // Each thread copies 16-byte chunk ldCol of rows ldRow + 16p (p = 0..7): one swizzled offset plus constants.
-        int ldRow = tid >> 4, ldCol = (tid & 15) * 8, ldSm = WG.Offset(ldRow, ldCol, Region);
-        ref ushort gq = ref a.Q[0];
-        for (int p = 0; p < 8; p++)
+        int steps = (count + 1) >> 1;
+        // Thread 0 issues every tile load through the tensor maps (QMap, KMap, VMap), each load
+        // completing its bytes on the barrier of its buffer; the other threads only wait.
+        if (tid == 0)
         {
-            int tok = q0 + ldRow + 16 * p, ok = tok < seq ? 16 : 0;
-            TC.CopyAsync(ref sm, ldSm + 1024 * p, ref gq, a.QOffset + (rowTok + (ok != 0 ? tok : 0)) * a.QStride + qHead + ldCol, ok);
+            Tma.InitBarrier(ref sm, ForwardBarriers);
+            Tma.InitBarrier(ref sm, ForwardBarriers + Tma.BarrierElements);
+            Tma.InitBarrier(ref sm, QueryBarrier);
+            Tma.FenceBarrierInit();
         }
-        if (count > 0) LoadKeys(a, ref sm, 0, 0, count, listBase, rowTok, kvHead, ldRow, ldCol, ldSm);
-        TC.CommitAsync();
+        Group.Barrier();
+        // The list entries of step n + 1 are read during step n − 1, so that issuing its loads never waits for them.
+        int eA = 0, eB = 0, fA = 0, fB = 0;
+        if (count > 0)
+        {
+            eA = a.Lists[listBase];
+            eB = count > 1 ? a.Lists[listBase + 1] : eA;
+            if (count > 2)
+            {
+                fA = a.Lists[listBase + 2];
+                fB = count > 3 ? a.Lists[listBase + 3] : fA;
+            }
+            if (tid == 0)
+            {
+                Tma.FenceMap(ref a.QMap[0]);
+                Tma.FenceMap(ref a.KMap[0]);
+                Tma.FenceMap(ref a.VMap[0]);
+                Tma.ExpectBytes(ref sm, QueryBarrier, 4 * TensorMaps.BoxBytes);
+                Tma.Load(ref sm, 0, QueryBarrier, ref a.QMap[0], 0, h, q0, row);
+                Tma.Load(ref sm, Region, QueryBarrier, ref a.QMap[0], 64, h, q0, row);
+                Tma.Load(ref sm, 64 * 64, QueryBarrier, ref a.QMap[0], 0, h, q0 + 64, row);
+                Tma.Load(ref sm, Region + 64 * 64, QueryBarrier, ref a.QMap[0], 64, h, q0 + 64, row);
+                IssueKeys(a, ref sm, 0, ForwardBarriers, eA >> 2, count > 1 ? eB >> 2 : -1, kvh, row);
+            }
+        }
 
         int qa = q0 + 64 * wg + 16 * warp + g, qb = qa + 8;
         int ca = qa < seq ? qa : seq - 1, cb = qb < seq ? qb : seq - 1;
@@ -90,20 +119,24 @@ public static class HopperFlashKernels
             l1 = pb && tq == 0 ? 1f : 0f;
             o = AnchorValues(a, rowTok, kvHead, tq, pa, pb);
         }
-        int steps = (count + 1) >> 1;
         for (int n = 0; n < steps; n++)
         {
-            int entryA = a.Lists[listBase + 2 * n];
             bool hasB = 2 * n + 1 < count;
-            int entryB = hasB ? a.Lists[listBase + 2 * n + 1] : entryA;
-            int kA = (entryA >> 2) * FlashKernels.Tile, kB = hasB ? (entryB >> 2) * FlashKernels.Tile : seq;
-            bool partial = (entryA & 3) == (int)TileKind.Partial || (entryB & 3) == (int)TileKind.Partial || !hasB || kA + FlashKernels.Tile > seq || kB + FlashKernels.Tile > seq;
+            int kA = (eA >> 2) * FlashKernels.Tile, kB = hasB ? (eB >> 2) * FlashKernels.Tile : seq;
+            bool partial = (eA & 3) == (int)TileKind.Partial || (eB & 3) == (int)TileKind.Partial || !hasB || kA + FlashKernels.Tile > seq || kB + FlashKernels.Tile > seq;
             int buffer = (n & 1) * TileElements;
-            TC.WaitAsync0();
-            WG.FenceProxyAsync();
-            Group.Barrier();
-            if (n + 1 < steps) LoadKeys(a, ref sm, n + 1, ((n + 1) & 1) * TileElements, count, listBase, rowTok, kvHead, ldRow, ldCol, ldSm);
-            TC.CommitAsync();
+            // Every warpgroup is done with step n − 1's buffer (its MMAs waited for), which step n + 1's loads overwrite.
+            if (n > 0) Group.Barrier();
+            int gA = 0, gB = 0;
+            if (2 * n + 4 < count)
+            {
+                gA = a.Lists[listBase + 2 * n + 4];
+                gB = 2 * n + 5 < count ? a.Lists[listBase + 2 * n + 5] : gA;
+            }
+            if (tid == 0 && n + 1 < steps)
+                IssueKeys(a, ref sm, ((n + 1) & 1) * TileElements, ForwardBarriers + ((n + 1) & 1) * Tma.BarrierElements, fA >> 2, 2 * n + 3 < count ? fB >> 2 : -1, kvh, row);
+            if (n == 0) Wait(ref sm, QueryBarrier, 0);
+            Wait(ref sm, ForwardBarriers + (n & 1) * Tma.BarrierElements, (n >> 1) & 1);
             var s = WG.MmaKK(ref sm, wg * 64 * 64, Region, KBuffers + buffer, Region, 8, default, false);
             if (partial && spansA.Exact) s = MaskSpans(s, kA + 2 * tq, kB + 2 * tq, seq, spansA, spansB);
             else if (partial) s = MaskPredicate(s, a.Mask, docs, qa, qb, docQa, docQb, kA + 2 * tq, kB + 2 * tq, seq);
@@ -119,6 +152,7 @@ public static class HopperFlashKernels
             l1 = l1 * c1 + Sum1(s);
             o = Scale(o, c0, c1);
             o = WG.MmaRN(Pack(s), ref sm, VBuffers + buffer, Region, 8, o, true);
+            eA = fA; eB = fB; fA = gA; fB = gB;
         }
         l0 += Warp.ShuffleXor(l0, 1); l0 += Warp.ShuffleXor(l0, 2);
         l1 += Warp.ShuffleXor(l1, 1); l1 += Warp.ShuffleXor(l1, 2);
@@ -496,22 +530,34 @@ public static class HopperFlashKernels
         TC.StoreShared32(ref sm, at + 512 + c1, f.W);
     }
 
-    /// <summary>cp.async of step <paramref name="step"/>'s two key tiles of K and V (rows 0–63 and 64–127; a missing or past-the-end row is zero-filled).</summary>
+    /// <summary>
+    /// Thread 0's loads of one step's two key tiles <paramref name="tileA"/> and <paramref name="tileB"/> (−1: none) of K
+    /// and V into <paramref name="buffer"/> (rows 0–63 and 64–127, each as two 64-column boxes), announced on
+    /// <paramref name="barrier"/>. A missing second tile loads the tokens past the end: zeros, masked as such.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void LoadKeys<TMask>(in FlashForwardArgs<TMask> a, ref ushort sm, int step, int buffer, int count, long listBase, long rowTok, long kvHead,
-        int ldRow, int ldCol, int ldSm) where TMask : struct, IAttentionMask
+    private static void IssueKeys<TMask>(in FlashForwardArgs<TMask> a, ref ushort sm, int buffer, int barrier, int tileA, int tileB, int kvh, int row)
+        where TMask : struct, IAttentionMask
     {
-        ref ushort gk = ref a.K[0];
-        ref ushort gv = ref a.V[0];
-        int kA = (a.Lists[listBase + 2 * step] >> 2) * FlashKernels.Tile;
-        int kB = 2 * step + 1 < count ? (a.Lists[listBase + 2 * step + 1] >> 2) * FlashKernels.Tile : a.Seq;
-        for (int p = 0; p < 8; p++)
-        {
-            int tok = (p < 4 ? kA : kB - 64) + ldRow + 16 * p, ok = tok < a.Seq ? 16 : 0;
-            long t = rowTok + (ok != 0 ? tok : 0);
-            TC.CopyAsync(ref sm, KBuffers + buffer + ldSm + 1024 * p, ref gk, a.KOffset + t * a.KStride + kvHead + ldCol, ok);
-            TC.CopyAsync(ref sm, VBuffers + buffer + ldSm + 1024 * p, ref gv, a.VOffset + t * a.VStride + kvHead + ldCol, ok);
-        }
+        int kA = tileA * FlashKernels.Tile, kB = tileB >= 0 ? tileB * FlashKernels.Tile : a.Seq;
+        Tma.ExpectBytes(ref sm, barrier, 8 * TensorMaps.BoxBytes);
+        ref ulong k = ref a.KMap[0];
+        ref ulong v = ref a.VMap[0];
+        Tma.Load(ref sm, KBuffers + buffer, barrier, ref k, 0, kvh, kA, row);
+        Tma.Load(ref sm, KBuffers + buffer + Region, barrier, ref k, 64, kvh, kA, row);
+        Tma.Load(ref sm, KBuffers + buffer + 64 * 64, barrier, ref k, 0, kvh, kB, row);
+        Tma.Load(ref sm, KBuffers + buffer + Region + 64 * 64, barrier, ref k, 64, kvh, kB, row);
+        Tma.Load(ref sm, VBuffers + buffer, barrier, ref v, 0, kvh, kA, row);
+        Tma.Load(ref sm, VBuffers + buffer + Region, barrier, ref v, 64, kvh, kA, row);
+        Tma.Load(ref sm, VBuffers + buffer + 64 * 64, barrier, ref v, 0, kvh, kB, row);
+        Tma.Load(ref sm, VBuffers + buffer + Region + 64 * 64, barrier, ref v, 64, kvh, kB, row);
+    }
+
+    /// <summary>Waits until the phase of parity <paramref name="parity"/> of the barrier at <paramref name="barrier"/> has completed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Wait(ref ushort sm, int barrier, int parity)
+    {
+        while (Tma.TryWait(ref sm, barrier, parity) == 0) { }
     }
 
     // ---- The accumulator, chunk by chunk (ILGPU does not unroll loops; each helper is straight-line) ----------------

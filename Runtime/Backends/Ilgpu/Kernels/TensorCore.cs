@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ILGPU;
@@ -191,27 +190,21 @@ public static class TensorCore
     public static float Log2(float x) => MathF.Log2(x);
 
     /// <summary>Registers the PTX code of every intrinsic above with a context under construction.</summary>
-    public static void Register(Context.Builder builder)
-    {
-        var manager = builder.GetIntrinsicManager();
-        void Add(string method, string handler) => manager.RegisterMethod(
-            typeof(TensorCore).GetMethod(method, BindingFlags.Public | BindingFlags.Static)!,
-            new PTXIntrinsic(typeof(TensorCore).GetMethod(handler, BindingFlags.NonPublic | BindingFlags.Static)!, IntrinsicImplementationMode.GenerateCode));
-        Add(nameof(Mma), nameof(EmitMma));
-        Add(nameof(LoadMatrix), nameof(EmitLoadMatrix));
-        Add(nameof(LoadMatrixTransposed), nameof(EmitLoadMatrixTransposed));
-        Add(nameof(LoadShared32), nameof(EmitLoadShared32));
-        Add(nameof(StoreShared32), nameof(EmitStoreShared32));
-        Add(nameof(CopyAsync), nameof(EmitCopyAsync));
-        Add(nameof(LoadGlobal16), nameof(EmitLoadGlobal16));
-        Add(nameof(StoreGlobal16), nameof(EmitStoreGlobal16));
-        Add(nameof(CommitAsync), nameof(EmitCommit));
-        Add(nameof(WaitAsync0), nameof(EmitWait0));
-        Add(nameof(WaitAsync1), nameof(EmitWait1));
-        Add(nameof(Pack), nameof(EmitPack));
-        Add(nameof(Exp2), nameof(EmitExp2));
-        Add(nameof(Log2), nameof(EmitLog2));
-    }
+    public static void Register(Context.Builder builder) => PtxIntrinsics.Register(builder, typeof(TensorCore),
+            (nameof(Mma), nameof(EmitMma)),
+            (nameof(LoadMatrix), nameof(EmitLoadMatrix)),
+            (nameof(LoadMatrixTransposed), nameof(EmitLoadMatrixTransposed)),
+            (nameof(LoadShared32), nameof(EmitLoadShared32)),
+            (nameof(StoreShared32), nameof(EmitStoreShared32)),
+            (nameof(CopyAsync), nameof(EmitCopyAsync)),
+            (nameof(LoadGlobal16), nameof(EmitLoadGlobal16)),
+            (nameof(StoreGlobal16), nameof(EmitStoreGlobal16)),
+            (nameof(CommitAsync), nameof(EmitCommit)),
+            (nameof(WaitAsync0), nameof(EmitWait0)),
+            (nameof(WaitAsync1), nameof(EmitWait1)),
+            (nameof(Pack), nameof(EmitPack)),
+            (nameof(Exp2), nameof(EmitExp2)),
+            (nameof(Log2), nameof(EmitLog2)));
 
     // ---- PTX code generation ------------------------------------------------------------------------------------
 

@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ILGPU;
@@ -248,23 +247,17 @@ public static class WarpgroupMma
     private static float Element(ref ushort shared, int element) => Bf16.ToFloat(Unsafe.Add(ref shared, element));
 
     /// <summary>Registers the PTX code of the intrinsics above with a context under construction.</summary>
-    public static void Register(Context.Builder builder)
-    {
-        var manager = builder.GetIntrinsicManager();
-        void Add(string method, string handler) => manager.RegisterMethod(
-            typeof(WarpgroupMma).GetMethod(method, BindingFlags.Public | BindingFlags.Static)!,
-            new PTXIntrinsic(typeof(WarpgroupMma).GetMethod(handler, BindingFlags.NonPublic | BindingFlags.Static)!, IntrinsicImplementationMode.GenerateCode));
-        Add(nameof(MmaKK), nameof(EmitMmaKK));
-        Add(nameof(MmaKK64), nameof(EmitMmaKK64));
-        Add(nameof(MmaMN64), nameof(EmitMmaMN64));
-        Add(nameof(MmaRN), nameof(EmitMmaRN));
-        Add(nameof(MmaKK64x2), nameof(EmitMmaKK64x2));
-        Add(nameof(MmaRN2), nameof(EmitMmaRN2));
-        Add(nameof(FenceProxyAsync), nameof(EmitFenceProxyAsync));
-        Add(nameof(StoreShared64), nameof(EmitStoreShared64));
-        Add(nameof(BulkReduceAdd), nameof(EmitBulkReduceAdd));
-        Add(nameof(BulkWaitRead), nameof(EmitBulkWaitRead));
-    }
+    public static void Register(Context.Builder builder) => PtxIntrinsics.Register(builder, typeof(WarpgroupMma),
+            (nameof(MmaKK), nameof(EmitMmaKK)),
+            (nameof(MmaKK64), nameof(EmitMmaKK64)),
+            (nameof(MmaMN64), nameof(EmitMmaMN64)),
+            (nameof(MmaRN), nameof(EmitMmaRN)),
+            (nameof(MmaKK64x2), nameof(EmitMmaKK64x2)),
+            (nameof(MmaRN2), nameof(EmitMmaRN2)),
+            (nameof(FenceProxyAsync), nameof(EmitFenceProxyAsync)),
+            (nameof(StoreShared64), nameof(EmitStoreShared64)),
+            (nameof(BulkReduceAdd), nameof(EmitBulkReduceAdd)),
+            (nameof(BulkWaitRead), nameof(EmitBulkWaitRead)));
 
     // ---- PTX code generation ------------------------------------------------------------------------------------
 
