@@ -147,7 +147,7 @@ public sealed class FlashAttention(GpuDevice device)
         };
         if (wgmma)
         {
-            var maps = _maps.For(q, k, v, headDim, batch);
+            var maps = _maps.For(headDim, batch, q, k, v);
             args.QMap = maps.SubView(0, TensorMaps.Words);
             args.KMap = maps.SubView(TensorMaps.Words, TensorMaps.Words);
             args.VMap = maps.SubView(2 * TensorMaps.Words, TensorMaps.Words);
@@ -155,23 +155,29 @@ public sealed class FlashAttention(GpuDevice device)
         launch(device.Stream, config, args);
     }
 
-    private readonly ForwardMaps _maps = new(device);
+    private readonly OperandMaps _maps = new(device);
 
     /// <summary>
-    /// The warpgroup-MMA forward's tensor maps of Q, K and V (<see cref="TensorMaps"/>), encoded once per operand set and
-    /// kept on the device: a slot is written only when it is new, so no launch in flight ever reads a map being replaced.
-    /// When all <see cref="Slots"/> are taken, the stream is drained and the slots are reused.
+    /// The warpgroup-MMA kernels' tensor maps of their operands (<see cref="TensorMaps"/>: Q, K, V for the forward, and dO
+    /// for the backward), encoded once per operand set and kept on the device: a slot is written only when it is new, so
+    /// no launch in flight ever reads a map being replaced. When all <see cref="Slots"/> are taken, the stream is drained
+    /// and the slots are reused.
     /// </summary>
-    private sealed class ForwardMaps(GpuDevice device)
+    private sealed class OperandMaps(GpuDevice device)
     {
         private const int Slots = 256;
-        private const int SlotWords = 3 * TensorMaps.Words;
-        private readonly Dictionary<(long, HeadLayout, long, HeadLayout, long, HeadLayout, int, int, int), int> _slots = [];
+        private const int SlotWords = 4 * TensorMaps.Words;
+        private static readonly string[] Names = ["Q", "K", "V", "dO"];
+        private readonly Dictionary<(int, int, int, Operand, Operand, Operand, Operand), int> _slots = [];
         private MemoryBuffer1D<ulong, Stride1D.Dense>? _buffer;
 
-        public ArrayView<ulong> For(FlashOperand q, FlashOperand k, FlashOperand v, int headDim, GpuBatch batch)
+        private readonly record struct Operand(long Address, HeadLayout Layout);
+
+        /// <summary>The maps of <paramref name="operands"/> (three or four), <see cref="TensorMaps.Words"/> words each, in order.</summary>
+        public ArrayView<ulong> For(int headDim, GpuBatch batch, params FlashOperand[] operands)
         {
-            var key = (Address(q), q.Layout, Address(k), k.Layout, Address(v), v.Layout, headDim, batch.Seq, batch.Rows);
+            var o = operands.Select(x => new Operand((long)x.View.LoadEffectiveAddressAsPtr(), x.Layout)).Concat([default(Operand)]).ToArray();
+            var key = (headDim, batch.Seq, batch.Rows, o[0], o[1], o[2], o[3]);
             _buffer ??= device.Accelerator.Allocate1D<ulong>(Slots * SlotWords);
             if (!_slots.TryGetValue(key, out int slot))
             {
@@ -181,17 +187,14 @@ public sealed class FlashAttention(GpuDevice device)
                     _slots.Clear();
                 }
                 var words = new ulong[SlotWords];
-                TensorMaps.Encode(device, "Q", q.View, q.Layout, headDim, batch.Seq, batch.Rows, words.AsSpan(0, TensorMaps.Words));
-                TensorMaps.Encode(device, "K", k.View, k.Layout, headDim, batch.Seq, batch.Rows, words.AsSpan(TensorMaps.Words, TensorMaps.Words));
-                TensorMaps.Encode(device, "V", v.View, v.Layout, headDim, batch.Seq, batch.Rows, words.AsSpan(2 * TensorMaps.Words, TensorMaps.Words));
+                for (int i = 0; i < operands.Length; i++)
+                    TensorMaps.Encode(device, Names[i], operands[i].View, operands[i].Layout, headDim, batch.Seq, batch.Rows, words.AsSpan(i * TensorMaps.Words, TensorMaps.Words));
                 slot = _slots.Count;
                 _buffer.View.SubView(slot * SlotWords, SlotWords).CopyFromCPU(words);
                 _slots.Add(key, slot);
             }
             return _buffer.View.SubView(slot * SlotWords, SlotWords);
         }
-
-        private static long Address(FlashOperand operand) => (long)operand.View.LoadEffectiveAddressAsPtr();
     }
 
     /// <summary>
@@ -270,7 +273,7 @@ public sealed class FlashAttention(GpuDevice device)
         var config = new KernelConfig(new Index3D(kvHeads, KeyBlocks(batch), batch.Rows), new Index3D(FlashKernels.BackwardThreads, 1, 1),
             SharedMemoryConfig.RequestDynamic<ushort>(bytes / 2));
         float scale = Scale(headDim);
-        launch(device.Stream, config, new FlashBackwardArgs<TMask>
+        var args = new FlashBackwardArgs<TMask>
         {
             Q = q.View, K = k.View, V = v.View, DO = dO.View, Lse = lse, Delta = delta, DQ = dqAccumulator, DK = dk, DV = dv,
             QOffset = q.Layout.Offset, KOffset = k.Layout.Offset, VOffset = v.Layout.Offset, DOOffset = dO.Layout.Offset,
@@ -278,7 +281,16 @@ public sealed class FlashAttention(GpuDevice device)
             Seq = batch.Seq, Heads = heads, KvHeads = kvHeads, QueryTiles = batch.QueryTiles, KeyBlocks = KeyBlocks(batch),
             Scale = scale, ScaleLog2 = scale * 1.4426950408889634f, Lists = columns.Lists, Counts = columns.Counts, Layouts = batch.Layouts, Mask = kernelMask,
             Spans = wgmma ? spans : default,
-        });
+        };
+        if (wgmma)
+        {
+            var maps = _maps.For(headDim, batch, q, k, v, dO);
+            args.QMap = maps.SubView(0, TensorMaps.Words);
+            args.KMap = maps.SubView(TensorMaps.Words, TensorMaps.Words);
+            args.VMap = maps.SubView(2 * TensorMaps.Words, TensorMaps.Words);
+            args.DOMap = maps.SubView(3 * TensorMaps.Words, TensorMaps.Words);
+        }
+        launch(device.Stream, config, args);
         // dQ to bf16 from the accumulator's order: the warpgroup-MMA kernel's (FlashKernels.SwizzledDqIndex) or token-major.
         var scaleArgs = new ScaleArgs { Input = dqAccumulator, Output = dq.SubView(0, dqLength), Scale = scale, Seq = batch.Seq, Heads = heads, HeadDim = headDim };
         if (wgmma) _swizzledScale(device.Stream, (int)(dqLength / FlashKernels.SwizzledElements), scaleArgs);

@@ -82,6 +82,11 @@ public struct FlashBackwardArgs<TMask> where TMask : struct, IAttentionMask
     /// the warpgroup-MMA kernel with one load each; empty for the mma.sync kernels, which evaluate them per step.
     /// </summary>
     public ArrayView<int> Spans;
+    /// <summary>
+    /// The warpgroup-MMA kernel's tensor maps of Q, K, V and dO (<see cref="TensorMaps"/>, <see cref="TensorMaps.Words"/>
+    /// words each), through which it loads its tiles; unused by the <c>mma.sync</c> kernels.
+    /// </summary>
+    public ArrayView<ulong> QMap, KMap, VMap, DOMap;
 }
 
 /// <summary>Arguments of <see cref="FlashKernels.TokenSpans{TMask}"/>.</summary>

@@ -232,8 +232,11 @@ public static class HopperFlashKernels
     private const int DqWarp = 16 * DqRow;                     // a warp's 16 staged rows: one 4 KB block
     private const int BwdDq = BwdValues + 2 * 2 * StepValues;  // eight warps' staged dQ rows (16-byte aligned)
 
-    /// <summary>Dynamic shared memory of the backward kernel, bytes: K, V, two buffers each of Q, dO, dSᵀ and step values, the staged dQ rows.</summary>
-    public const int BackwardSharedBytes = (BwdDq + 8 * DqWarp) * 2;
+    private const int BwdBarriers = BwdDq + 8 * DqWarp;       // the two Q/dO buffers' load barriers, then K and V's
+    private const int KeyBarrier = BwdBarriers + 2 * Tma.BarrierElements;
+
+    /// <summary>Dynamic shared memory of the backward kernel, bytes: K, V, two buffers each of Q, dO, dSᵀ and step values, the staged dQ rows, three load barriers.</summary>
+    public const int BackwardSharedBytes = (KeyBarrier + Tma.BarrierElements) * 2;
 
     /// <summary>
     /// Flash attention backward, head dim 128, on warpgroup MMA: group (128 keys, key/value head, row), 256 threads; each
@@ -262,26 +265,40 @@ public static class HopperFlashKernels
         long kvHead = (long)kvh * HeadDim;
         int groupSize = a.Heads / a.KvHeads;
         int steps = groupSize * count;
-        int ldRow = tid >> 4, ldCol = (tid & 15) * 8;
-        int ldKey = WG.Offset(ldRow, ldCol, Region), ldQuery = WG.Offset(ldRow, ldCol, StepRegion);
-        ref ushort gk = ref a.K[0];
-        ref ushort gv = ref a.V[0];
-        for (int p = 0; p < 8; p++)
+        // Thread 0 issues the tile loads through the tensor maps (K and V once, Q and dO per step), each buffer with its
+        // transaction barrier; nothing is loaded for an empty list (no load may still be in flight when the group ends).
+        if (tid == 0)
         {
-            int tok = k0 + ldRow + 16 * p, ok = tok < seq ? 16 : 0;
-            long t = rowTok + (ok != 0 ? tok : 0);
-            TC.CopyAsync(ref sm, BwdK + ldKey + 1024 * p, ref gk, a.KOffset + t * a.KStride + kvHead + ldCol, ok);
-            TC.CopyAsync(ref sm, BwdV + ldKey + 1024 * p, ref gv, a.VOffset + t * a.VStride + kvHead + ldCol, ok);
+            Tma.InitBarrier(ref sm, BwdBarriers);
+            Tma.InitBarrier(ref sm, BwdBarriers + Tma.BarrierElements);
+            Tma.InitBarrier(ref sm, KeyBarrier);
+            Tma.FenceBarrierInit();
         }
+        Group.Barrier();
         if (steps > 0)
         {
-            LoadStep(a, ref sm, 0, 0, count, groupSize, kvh, listBase, rowTok, ldRow, ldCol, ldQuery);
             int hi = 0, q0 = (a.Lists[listBase] >> 2) * StepQ;
+            if (tid == 0)
+            {
+                Tma.FenceMap(ref a.QMap[0]);
+                Tma.FenceMap(ref a.KMap[0]);
+                Tma.FenceMap(ref a.VMap[0]);
+                Tma.FenceMap(ref a.DOMap[0]);
+                Tma.ExpectBytes(ref sm, KeyBarrier, 8 * TensorMaps.BoxBytes);
+                Tma.Load(ref sm, BwdK, KeyBarrier, ref a.KMap[0], 0, kvh, k0, row);
+                Tma.Load(ref sm, BwdK + Region, KeyBarrier, ref a.KMap[0], 64, kvh, k0, row);
+                Tma.Load(ref sm, BwdK + 64 * 64, KeyBarrier, ref a.KMap[0], 0, kvh, k0 + 64, row);
+                Tma.Load(ref sm, BwdK + Region + 64 * 64, KeyBarrier, ref a.KMap[0], 64, kvh, k0 + 64, row);
+                Tma.Load(ref sm, BwdV, KeyBarrier, ref a.VMap[0], 0, kvh, k0, row);
+                Tma.Load(ref sm, BwdV + Region, KeyBarrier, ref a.VMap[0], 64, kvh, k0, row);
+                Tma.Load(ref sm, BwdV + 64 * 64, KeyBarrier, ref a.VMap[0], 0, kvh, k0 + 64, row);
+                Tma.Load(ref sm, BwdV + Region + 64 * 64, KeyBarrier, ref a.VMap[0], 64, kvh, k0 + 64, row);
+                IssueStep(a, ref sm, 0, BwdBarriers, kvh * groupSize + hi, q0, row);
+            }
             TC.StoreShared32(ref sm, BwdValues + 2 * tid, StepValue(a, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), tid >> 6));
             if (tid < StepValues - BackwardThreads)
                 TC.StoreShared32(ref sm, BwdValues + 2 * (tid + BackwardThreads), StepValue(a, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6));
         }
-        TC.CommitAsync();
 
         var dk = default(Acc128);
         var dv = default(Acc128);
@@ -297,23 +314,25 @@ public static class HopperFlashKernels
             int hi = n / count, entry = a.Lists[listBase + n - hi * count];
             int q0 = (entry >> 2) * StepQ, h = kvh * groupSize + hi;
             int buffer = (n & 1) * StepTile, vals = BwdValues + (n & 1) * 2 * StepValues;
-            TC.WaitAsync0();
+            // The staged dSᵀ (written by threads, read by the MMAs) needs the proxy fence; the barrier also frees step n − 1's
+            // Q and dO buffer, which step n + 1's loads overwrite.
             WG.FenceProxyAsync();
             Group.Barrier();
             uint staged0 = 0, staged1 = 0;
             if (n + 1 < steps)
             {
                 int nn = n + 1, hn = nn / count, qn = (a.Lists[listBase + nn - hn * count] >> 2) * StepQ;
-                LoadStep(a, ref sm, nn, (nn & 1) * StepTile, count, groupSize, kvh, listBase, rowTok, ldRow, ldCol, ldQuery);
+                if (tid == 0) IssueStep(a, ref sm, (nn & 1) * StepTile, BwdBarriers + (nn & 1) * Tma.BarrierElements, kvh * groupSize + hn, qn, row);
                 staged0 = StepValue(a, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), tid >> 6);
                 if (tid < StepValues - BackwardThreads)
                     staged1 = StepValue(a, row, kvh * groupSize + hn, qn + (tid & (StepQ - 1)), (tid + BackwardThreads) >> 6);
             }
-            TC.CommitAsync();
             if (n > 0) AddDq(a, ref sm, BwdDS + ((n - 1) & 1) * DsTile, wg, warp, lane, g, tq, lastQ0, dqRows + 2 * lastH, seq);
             lastQ0 = q0;
             lastH = h;
             bool partial = (entry & 3) == (int)TileKind.Partial || q0 + StepQ > seq || k0 + BackwardKeys > seq;
+            if (n == 0) Wait(ref sm, KeyBarrier, 0);
+            Wait(ref sm, BwdBarriers + (n & 1) * Tma.BarrierElements, (n >> 1) & 1);
             // Sᵀ (chunks 0–7) and dPᵀ (chunks 8–15) in one group.
             var sdp = WG.MmaKK64x2(ref sm, BwdK + 64 * 64 * wg, BwdQ + buffer, BwdV + 64 * 64 * wg, BwdDO + buffer, Region, StepRegion, 8);
             // Pᵀ = 2^(S·scale·log2 e − lse₂(q)) and dSᵀ = Pᵀ ∘ (dPᵀ − Δ(q)); query columns 8j + 2tq (+ 1) of the step.
@@ -438,22 +457,19 @@ public static class HopperFlashKernels
         return kind == 0 ? Interop.FloatAsInt(a.Lse[at] * 1.4426950408889634f) : Interop.FloatAsInt(a.Delta[at]);
     }
 
-    /// <summary>cp.async of step <paramref name="step"/>'s Q and dO tiles (64 queries of its head; past-the-end rows zero-filled).</summary>
+    /// <summary>
+    /// Thread 0's loads of one step's Q and dO tiles (queries <paramref name="q0"/>.. of head <paramref name="h"/>, two
+    /// 64-column boxes each; past-the-end rows arrive as zeros) into <paramref name="buffer"/>, announced on <paramref name="barrier"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void LoadStep<TMask>(in FlashBackwardArgs<TMask> a, ref ushort sm, int step, int buffer, int count, int groupSize, int kvh, long listBase,
-        long rowTok, int ldRow, int ldCol, int ldQuery) where TMask : struct, IAttentionMask
+    private static void IssueStep<TMask>(in FlashBackwardArgs<TMask> a, ref ushort sm, int buffer, int barrier, int h, int q0, int row)
+        where TMask : struct, IAttentionMask
     {
-        ref ushort gq = ref a.Q[0];
-        ref ushort gdo = ref a.DO[0];
-        int hi = step / count, q0 = (a.Lists[listBase + step - hi * count] >> 2) * StepQ;
-        long qHead = (long)(kvh * groupSize + hi) * HeadDim;
-        for (int p = 0; p < 4; p++)
-        {
-            int tok = q0 + ldRow + 16 * p, ok = tok < a.Seq ? 16 : 0;
-            long t = rowTok + (ok != 0 ? tok : 0);
-            TC.CopyAsync(ref sm, BwdQ + buffer + ldQuery + 1024 * p, ref gq, a.QOffset + t * a.QStride + qHead + ldCol, ok);
-            TC.CopyAsync(ref sm, BwdDO + buffer + ldQuery + 1024 * p, ref gdo, a.DOOffset + t * a.DOStride + qHead + ldCol, ok);
-        }
+        Tma.ExpectBytes(ref sm, barrier, 4 * TensorMaps.BoxBytes);
+        Tma.Load(ref sm, BwdQ + buffer, barrier, ref a.QMap[0], 0, h, q0, row);
+        Tma.Load(ref sm, BwdQ + buffer + StepRegion, barrier, ref a.QMap[0], 64, h, q0, row);
+        Tma.Load(ref sm, BwdDO + buffer, barrier, ref a.DOMap[0], 0, h, q0, row);
+        Tma.Load(ref sm, BwdDO + buffer + StepRegion, barrier, ref a.DOMap[0], 64, h, q0, row);
     }
 
     /// <summary>Pᵀ of one chunk: columns (queries) whose log2 LSE are the step values at <paramref name="at"/> and <paramref name="at"/> + 2.</summary>
