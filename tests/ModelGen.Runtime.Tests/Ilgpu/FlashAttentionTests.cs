@@ -176,6 +176,20 @@ public class FlashAttentionTests(FlashCpuFixture cpu) : IClassFixture<FlashCpuFi
     }
 
     [Fact]
+    public void One_instance_serves_operand_sets_of_other_shapes_one_after_another()
+    {
+        // The warpgroup-MMA kernels load through tensor maps cached per operand set (addresses and layouts): a second
+        // problem of another length, head count and row count on the same FlashAttention gets maps of its own, and a
+        // third like the first (whose buffers the allocator may hand out again) loads its own data, not the first's.
+        const int headDim = 128;
+        var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };
+        var twoRows = new[] { DocumentLayout.FromStarts(80, 0, [0, 30]), DocumentLayout.Anchored(80, 1, 25, 50) };
+        RunRandom(flash, new Random(11), headDim, twoRows, new AttentionMask(MaskKind.Anchor), 80, 2, 1);
+        RunRandom(flash, new Random(12), headDim, [DocumentLayout.Single(130)], new AttentionMask(MaskKind.Causal), 130, 1, 1);
+        RunRandom(flash, new Random(13), headDim, twoRows, new AttentionMask(MaskKind.Anchor), 80, 2, 1);
+    }
+
+    [Fact]
     public void Wgmma_kernels_are_refused_where_they_cannot_run()
     {
         var flash = new FlashAttention(cpu.Device) { Kernels = FlashKernelSet.Wgmma };

@@ -16,8 +16,8 @@ namespace ModelGen.Backends.Ilgpu.Kernels;
 /// K tiles in shared memory, 8 wgmma of 64×128×16), the online softmax on the accumulators, then O += P·V with P from
 /// registers and V N-major in shared memory (8 wgmma). Thread 0 issues every load through the tensor memory accelerator
 /// (<see cref="Tma"/>: Q once, then K and V of the next step into the second buffer while this one is computed), each
-/// buffer with its transaction barrier that the warps wait on; one group barrier per step frees the buffer for reuse. An odd list leaves the last step's second tile zero-filled and
-/// masked. Partial tiles test keys against each query's spans (<see cref="IAttentionMask.Spans"/>) or the predicate.
+/// buffer with its transaction barrier that the warps wait on; one group barrier per step frees the buffer for reuse.
+/// An odd list leaves the last step's second tile zero-filled and masked. Partial tiles test keys against each query's spans (<see cref="IAttentionMask.Spans"/>) or the predicate.
 /// With the anchor key apart (<see cref="FlashForwardArgs{TMask}.AnchorWindow"/>) each query's softmax starts from key 0
 /// and the lists are the intra-document part's. Backward: <see cref="BackwardD128{TMask}"/>, 64 keys per warpgroup.
 /// </remarks>
@@ -64,8 +64,8 @@ public static class HopperFlashKernels
         long listBase = (long)block * a.KeyTiles;
         long qHead = (long)h * HeadDim, kvHead = (long)kvh * HeadDim;
         int steps = (count + 1) >> 1;
-        // Thread 0 issues every tile load through the tensor maps (QMap, KMap, VMap), each load
-        // completing its bytes on the barrier of its buffer; the other threads only wait.
+        // Thread 0 issues every tile load through the tensor maps (QMap, KMap, VMap), each load completing its bytes on
+        // the barrier of its buffer; the other threads only wait.
         if (tid == 0)
         {
             Tma.InitBarrier(ref sm, ForwardBarriers);
