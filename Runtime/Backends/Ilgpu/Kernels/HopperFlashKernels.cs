@@ -66,14 +66,7 @@ public static class HopperFlashKernels
         int steps = (count + 1) >> 1;
         // Thread 0 issues every tile load through the tensor maps (QMap, KMap, VMap), each load completing its bytes on
         // the barrier of its buffer; the other threads only wait.
-        if (tid == 0)
-        {
-            Tma.InitBarrier(ref sm, ForwardBarriers);
-            Tma.InitBarrier(ref sm, ForwardBarriers + Tma.BarrierElements);
-            Tma.InitBarrier(ref sm, QueryBarrier);
-            Tma.FenceBarrierInit();
-        }
-        Group.Barrier();
+        InitBarriers(ref sm, ForwardBarriers, tid);
         // The list entries of step n + 1 are read during step n − 1, so that issuing its loads never waits for them.
         int eA = 0, eB = 0, fA = 0, fB = 0;
         if (count > 0)
@@ -91,10 +84,7 @@ public static class HopperFlashKernels
                 Tma.FenceMap(ref a.KMap[0]);
                 Tma.FenceMap(ref a.VMap[0]);
                 Tma.ExpectBytes(ref sm, QueryBarrier, 4 * TensorMaps.BoxBytes);
-                Tma.Load(ref sm, 0, QueryBarrier, ref a.QMap[0], 0, h, q0, row);
-                Tma.Load(ref sm, Region, QueryBarrier, ref a.QMap[0], 64, h, q0, row);
-                Tma.Load(ref sm, 64 * 64, QueryBarrier, ref a.QMap[0], 0, h, q0 + 64, row);
-                Tma.Load(ref sm, Region + 64 * 64, QueryBarrier, ref a.QMap[0], 64, h, q0 + 64, row);
+                LoadTile(ref sm, 0, QueryBarrier, ref a.QMap[0], h, q0, q0 + 64, row);
                 IssueKeys(a, ref sm, 0, ForwardBarriers, eA >> 2, count > 1 ? eB >> 2 : -1, kvh, row);
             }
         }
@@ -267,14 +257,7 @@ public static class HopperFlashKernels
         int steps = groupSize * count;
         // Thread 0 issues the tile loads through the tensor maps (K and V once, Q and dO per step), each buffer with its
         // transaction barrier; nothing is loaded for an empty list (no load may still be in flight when the group ends).
-        if (tid == 0)
-        {
-            Tma.InitBarrier(ref sm, BwdBarriers);
-            Tma.InitBarrier(ref sm, BwdBarriers + Tma.BarrierElements);
-            Tma.InitBarrier(ref sm, KeyBarrier);
-            Tma.FenceBarrierInit();
-        }
-        Group.Barrier();
+        InitBarriers(ref sm, BwdBarriers, tid);
         if (steps > 0)
         {
             int hi = 0, q0 = (a.Lists[listBase] >> 2) * StepQ;
@@ -285,14 +268,8 @@ public static class HopperFlashKernels
                 Tma.FenceMap(ref a.VMap[0]);
                 Tma.FenceMap(ref a.DOMap[0]);
                 Tma.ExpectBytes(ref sm, KeyBarrier, 8 * TensorMaps.BoxBytes);
-                Tma.Load(ref sm, BwdK, KeyBarrier, ref a.KMap[0], 0, kvh, k0, row);
-                Tma.Load(ref sm, BwdK + Region, KeyBarrier, ref a.KMap[0], 64, kvh, k0, row);
-                Tma.Load(ref sm, BwdK + 64 * 64, KeyBarrier, ref a.KMap[0], 0, kvh, k0 + 64, row);
-                Tma.Load(ref sm, BwdK + Region + 64 * 64, KeyBarrier, ref a.KMap[0], 64, kvh, k0 + 64, row);
-                Tma.Load(ref sm, BwdV, KeyBarrier, ref a.VMap[0], 0, kvh, k0, row);
-                Tma.Load(ref sm, BwdV + Region, KeyBarrier, ref a.VMap[0], 64, kvh, k0, row);
-                Tma.Load(ref sm, BwdV + 64 * 64, KeyBarrier, ref a.VMap[0], 0, kvh, k0 + 64, row);
-                Tma.Load(ref sm, BwdV + Region + 64 * 64, KeyBarrier, ref a.VMap[0], 64, kvh, k0 + 64, row);
+                LoadTile(ref sm, BwdK, KeyBarrier, ref a.KMap[0], kvh, k0, k0 + 64, row);
+                LoadTile(ref sm, BwdV, KeyBarrier, ref a.VMap[0], kvh, k0, k0 + 64, row);
                 IssueStep(a, ref sm, 0, BwdBarriers, kvh * groupSize + hi, q0, row);
             }
             TC.StoreShared32(ref sm, BwdValues + 2 * tid, StepValue(a, row, kvh * groupSize + hi, q0 + (tid & (StepQ - 1)), tid >> 6));
@@ -466,10 +443,8 @@ public static class HopperFlashKernels
         where TMask : struct, IAttentionMask
     {
         Tma.ExpectBytes(ref sm, barrier, 4 * TensorMaps.BoxBytes);
-        Tma.Load(ref sm, BwdQ + buffer, barrier, ref a.QMap[0], 0, h, q0, row);
-        Tma.Load(ref sm, BwdQ + buffer + StepRegion, barrier, ref a.QMap[0], 64, h, q0, row);
-        Tma.Load(ref sm, BwdDO + buffer, barrier, ref a.DOMap[0], 0, h, q0, row);
-        Tma.Load(ref sm, BwdDO + buffer + StepRegion, barrier, ref a.DOMap[0], 64, h, q0, row);
+        LoadRows(ref sm, BwdQ + buffer, StepRegion, barrier, ref a.QMap[0], h, q0, row);
+        LoadRows(ref sm, BwdDO + buffer, StepRegion, barrier, ref a.DOMap[0], h, q0, row);
     }
 
     /// <summary>Pᵀ of one chunk: columns (queries) whose log2 LSE are the step values at <paramref name="at"/> and <paramref name="at"/> + 2.</summary>
@@ -557,16 +532,45 @@ public static class HopperFlashKernels
     {
         int kA = tileA * FlashKernels.Tile, kB = tileB >= 0 ? tileB * FlashKernels.Tile : a.Seq;
         Tma.ExpectBytes(ref sm, barrier, 8 * TensorMaps.BoxBytes);
-        ref ulong k = ref a.KMap[0];
-        ref ulong v = ref a.VMap[0];
-        Tma.Load(ref sm, KBuffers + buffer, barrier, ref k, 0, kvh, kA, row);
-        Tma.Load(ref sm, KBuffers + buffer + Region, barrier, ref k, 64, kvh, kA, row);
-        Tma.Load(ref sm, KBuffers + buffer + 64 * 64, barrier, ref k, 0, kvh, kB, row);
-        Tma.Load(ref sm, KBuffers + buffer + Region + 64 * 64, barrier, ref k, 64, kvh, kB, row);
-        Tma.Load(ref sm, VBuffers + buffer, barrier, ref v, 0, kvh, kA, row);
-        Tma.Load(ref sm, VBuffers + buffer + Region, barrier, ref v, 64, kvh, kA, row);
-        Tma.Load(ref sm, VBuffers + buffer + 64 * 64, barrier, ref v, 0, kvh, kB, row);
-        Tma.Load(ref sm, VBuffers + buffer + Region + 64 * 64, barrier, ref v, 64, kvh, kB, row);
+        LoadTile(ref sm, KBuffers + buffer, barrier, ref a.KMap[0], kvh, kA, kB, row);
+        LoadTile(ref sm, VBuffers + buffer, barrier, ref a.VMap[0], kvh, kA, kB, row);
+    }
+
+    /// <summary>
+    /// Thread 0's initialization of three load barriers at <paramref name="first"/> (two buffers' and the tiles loaded
+    /// once), then the group barrier that makes them visible before any thread waits or any load is issued.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InitBarriers(ref ushort sm, int first, int tid)
+    {
+        if (tid == 0)
+        {
+            Tma.InitBarrier(ref sm, first);
+            Tma.InitBarrier(ref sm, first + Tma.BarrierElements);
+            Tma.InitBarrier(ref sm, first + 2 * Tma.BarrierElements);
+            Tma.FenceBarrierInit();
+        }
+        Group.Barrier();
+    }
+
+    /// <summary>
+    /// Loads of a 128-row tile of the swizzled layout at <paramref name="element"/> (64-column blocks <see cref="Region"/>
+    /// apart): rows 0–63 from tokens <paramref name="tokenA"/>.., rows 64–127 from <paramref name="tokenB"/>.., head
+    /// <paramref name="head"/> of batch row <paramref name="row"/>, completing on <paramref name="barrier"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LoadTile(ref ushort sm, int element, int barrier, ref ulong map, int head, int tokenA, int tokenB, int row)
+    {
+        LoadRows(ref sm, element, Region, barrier, ref map, head, tokenA, row);
+        LoadRows(ref sm, element + 64 * 64, Region, barrier, ref map, head, tokenB, row);
+    }
+
+    /// <summary>Loads of 64 rows (tokens <paramref name="token"/>..) × 128 columns as two boxes, their 64-column blocks <paramref name="region"/> elements apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LoadRows(ref ushort sm, int element, int region, int barrier, ref ulong map, int head, int token, int row)
+    {
+        Tma.Load(ref sm, element, barrier, ref map, 0, head, token, row);
+        Tma.Load(ref sm, element + region, barrier, ref map, 64, head, token, row);
     }
 
     /// <summary>Waits until the phase of parity <paramref name="parity"/> of the barrier at <paramref name="barrier"/> has completed.</summary>
